@@ -1,0 +1,37 @@
+"""Lazy imports of optional dependencies, with an actionable error.
+
+This is the only place that decides whether an optional package is available.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# import name -> what to tell the user to install
+_HINTS = {
+    "av": "pip install av",
+    "torchcodec": "pip install torchcodec (it also needs FFmpeg's shared libraries, e.g. apt-get install ffmpeg)",
+    "matplotlib": "pip install 'cnnlstm[plot]'",
+    "yaml": "pip install pyyaml",
+    "tqdm": "pip install tqdm",
+    "safetensors": "pip install safetensors",
+}
+
+
+def require(module: str, *, purpose: str = "") -> ModuleType:
+    """Import ``module`` or raise an ImportError that says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        hint = _HINTS.get(module.split(".")[0], f"pip install {module}")
+        what = f" for {purpose}" if purpose else ""
+        raise ImportError(f"cnnlstm needs the package '{module}'{what}. Install it with: {hint}") from exc
+
+
+def available(module: str) -> bool:
+    """True when ``module`` imports (its own import errors included)."""
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - a broken install counts as unavailable
+        return False
+    return True
