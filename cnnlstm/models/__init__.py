@@ -1,0 +1,18 @@
+"""Models: frame encoders, temporal models, heads and the registry."""
+from . import zoo as _zoo  # noqa: F401  (registers the models)
+from ._registry import create_model, list_models, register_model
+from .backbones import FrameEncoder, create_encoder, list_backbones
+from .video_model import ModelOutput, VideoModel
+from .weights import WeightsNotFoundError
+
+__all__ = [
+    "create_model",
+    "list_models",
+    "register_model",
+    "create_encoder",
+    "list_backbones",
+    "FrameEncoder",
+    "VideoModel",
+    "ModelOutput",
+    "WeightsNotFoundError",
+]

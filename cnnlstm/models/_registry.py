@@ -1,0 +1,69 @@
+"""A small strict registry: a dict plus a decorator that raises on duplicate names."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Callable, Generic, TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+
+class Registry(Generic[F]):
+    """Name -> builder. Duplicate names raise; unknown names list the closest valid ones."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._builders: dict[str, F] = {}
+
+    def register(self, fn: F, name: str | None = None) -> F:
+        name = name or fn.__name__
+        if name in self._builders:
+            raise ValueError(f"{self.kind} '{name}' is already registered; pick another name")
+        self._builders[name] = fn
+        return fn
+
+    def get(self, name: str) -> F:
+        if name not in self._builders:
+            close = difflib.get_close_matches(name, self._builders, n=3, cutoff=0.4)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(
+                f"Unknown {self.kind} '{name}'.{hint} Available: {', '.join(self.names())}"
+            )
+        return self._builders[name]
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        names = sorted(self._builders)
+        return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._builders
+
+
+MODELS: Registry = Registry("model")
+
+
+def register_model(fn: F) -> F:
+    """Decorator: register a model builder under its function name."""
+    return MODELS.register(fn)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` is a shell-style filter such as ``'*lstm*'``."""
+    return MODELS.names(pattern)
+
+
+def create_model(name: str, **kwargs):
+    """Build the registered model ``name``; keyword arguments go to its builder.
+
+    Example: ``create_model("cnn_lstm", num_classes=10, backbone="resnet18", weights=None)``.
+    """
+    builder = MODELS.get(name)
+    try:
+        return builder(**kwargs)
+    except TypeError as exc:
+        if "argument" in str(exc) and builder.__name__ in str(exc):
+            import inspect
+
+            params = ", ".join(inspect.signature(builder).parameters)
+            raise TypeError(f"create_model('{name}'): {exc}. Its arguments are: {params}") from exc
+        raise

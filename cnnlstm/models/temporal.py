@@ -1,0 +1,169 @@
+"""Temporal models over frame features (B, T, D) with lengths (B,).
+
+Letters: B batch, T frames, D input features, H hidden size, L layers.
+Each module returns a :class:`TemporalOutput`: per-step outputs (B, T, H'), the final hidden state
+at each clip's last real frame (B, H'), and, for causal modules asked for it, the recurrent state.
+Variable length costs no packing where it is not needed: a unidirectional LSTM runs padded (it is
+causal, so padding after a clip cannot reach it) and its final state is gathered at ``lengths - 1``;
+the backward direction of a bidirectional LSTM runs on each clip reversed within its length.
+``benchmarks/lstm_lengths.py`` measures this against packing.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ._seq import gather_last, is_ragged, lengths_to_mask, reverse_within_length
+
+State = tuple[Tensor, ...]
+
+
+class TemporalOutput(NamedTuple):
+    sequence: Tensor  # (B, T, H') per-step outputs (garbage on padding; mask it)
+    final: Tensor  # (B, H') state after each clip's last real frame (both directions if bidirectional)
+    state: State | None  # recurrent state to continue from (causal modules only)
+
+
+def run_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor | None, state: State | None, need_state: bool):
+    """Run a unidirectional ``lstm`` on padded ``x`` (B, T, D) -> (B, T, H), state or None.
+
+    Padded is exact for the outputs at real frames; only the final (h, c) of a ragged batch
+    needs packing, so we pack only when that state is asked for.
+    """
+    if need_state and is_ragged(lengths, x.shape[1]):
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, new_state = lstm(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, H)
+        return out, new_state
+    out, new_state = lstm(x, state)  # (B, T, H)
+    return out, (new_state if need_state else None)
+
+
+def _zeros_state(lstm: nn.LSTM, batch: int, device, dtype) -> State:
+    shape = (lstm.num_layers, batch, lstm.hidden_size)
+    return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
+
+
+class LSTMEncoder(nn.Module):
+    """A stacked LSTM, unidirectional (causal, streamable) or bidirectional."""
+
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1; got {num_layers}")
+        self.bidirectional = bidirectional
+        self.causal = not bidirectional
+        self.hidden_size = hidden_size
+        self.out_features = hidden_size * (2 if bidirectional else 1)
+        if not bidirectional:
+            self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+            return
+        # one forward and one backward LSTM per layer, so each direction can start at the clip's
+        # own last real frame; the same parameters as nn.LSTM(bidirectional=True)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({
+                "fwd": nn.LSTM(input_size if i == 0 else 2 * hidden_size, hidden_size, batch_first=True),
+                "bwd": nn.LSTM(input_size if i == 0 else 2 * hidden_size, hidden_size, batch_first=True),
+            })
+            for i in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def init_state(self, batch: int, device=None, dtype=None) -> State:
+        if not self.causal:
+            raise ValueError("a bidirectional LSTM has no streaming state: it needs the future")
+        return _zeros_state(self.lstm, batch, device, dtype or torch.get_default_dtype())
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, need_state: bool = False) -> TemporalOutput:
+        if self.causal:
+            seq, state = run_lstm(self.lstm, x, lengths, state, need_state)  # (B, T, H)
+            return TemporalOutput(seq, gather_last(seq, lengths), state)
+        if state is not None or need_state:
+            raise ValueError("a bidirectional LSTM cannot be streamed; use a unidirectional model")
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                x = self.dropout(x)
+            fwd, _ = layer["fwd"](x)  # (B, T, H)
+            bwd, _ = layer["bwd"](reverse_within_length(x, lengths))  # (B, T, H) on reversed clips
+            x = torch.cat([fwd, reverse_within_length(bwd, lengths)], dim=-1)  # (B, T, 2H)
+        H = self.hidden_size
+        final = torch.cat([gather_last(x[..., :H], lengths), x[:, 0, H:]], dim=-1)  # (B, 2H)
+        return TemporalOutput(x, final, None)
+
+
+class ResidualLSTMStack(nn.Module):
+    """Input projection, then single-layer LSTMs with residual connections and LayerNorm (causal)."""
+
+    causal = True
+
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 4, dropout: float = 0.3):
+        super().__init__()
+        self.out_features = hidden_size
+        self.input_proj = nn.Linear(input_size, hidden_size)
+        self.lstm_layers = nn.ModuleList(nn.LSTM(hidden_size, hidden_size, batch_first=True) for _ in range(num_layers))
+        self.layer_norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(num_layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def init_state(self, batch: int, device=None, dtype=None) -> State:
+        shape = (len(self.lstm_layers), batch, self.out_features)
+        dtype = dtype or torch.get_default_dtype()
+        return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, need_state: bool = False) -> TemporalOutput:
+        x = self.input_proj(x)  # (B, T, H)
+        hs, cs = [], []
+        for i, (lstm, norm) in enumerate(zip(self.lstm_layers, self.layer_norms)):
+            layer_state = None if state is None else (state[0][i : i + 1], state[1][i : i + 1])
+            out, new = run_lstm(lstm, x, lengths, layer_state, need_state)  # (B, T, H)
+            x = norm(self.dropout(out) + x)  # (B, T, H)
+            if new is not None:
+                hs.append(new[0])
+                cs.append(new[1])
+        new_state = (torch.cat(hs), torch.cat(cs)) if need_state else None  # (L, B, H) each
+        return TemporalOutput(x, gather_last(x, lengths), new_state)
+
+
+class SelfAttentionLSTM(nn.Module):
+    """An LSTM, then multi-head self-attention over its outputs, residual + LayerNorm.
+
+    Padding is excluded as attention keys. Self-attention sees every frame, so this is not causal.
+    """
+
+    causal = False
+
+    def __init__(self, input_size: int, hidden_size: int, *, num_heads: int = 8, dropout: float = 0.0):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size must be divisible by num_heads; got {hidden_size} and {num_heads}")
+        self.out_features = hidden_size
+        self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
+        self.layer_norm = nn.LayerNorm(hidden_size)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, need_state: bool = False) -> TemporalOutput:
+        if state is not None or need_state:
+            raise ValueError("self-attention over the whole clip cannot be streamed; use a causal model")
+        lstm_out, _ = self.lstm(x)  # (B, T, H)
+        pad = None if lengths is None else ~lengths_to_mask(lengths, x.shape[1])  # (B, T) True on padding
+        attn_out, _ = self.self_attn(lstm_out, lstm_out, lstm_out, key_padding_mask=pad, need_weights=False)  # (B, T, H)
+        out = self.layer_norm(lstm_out + attn_out)  # (B, T, H)
+        return TemporalOutput(out, gather_last(out, lengths), None)
+
+
+class Identity(nn.Module):
+    """No temporal model: per-frame features pass through (for order-blind baselines)."""
+
+    causal = True
+
+    def __init__(self, input_size: int):
+        super().__init__()
+        self.out_features = input_size
+
+    def init_state(self, batch: int, device=None, dtype=None) -> State:
+        return ()
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, need_state: bool = False) -> TemporalOutput:
+        return TemporalOutput(x, gather_last(x, lengths), () if need_state else None)
