@@ -1,0 +1,188 @@
+"""Datasets of real video files: sample frame indices, decode them, transform, label.
+
+Letters: T frames, C channels, H/W height/width.
+
+Bad videos follow an error policy: ``on_error="raise"`` stops at the first one; ``"skip"`` (the
+default) turns it into a record that :func:`collate_videos` drops from the batch and lists in
+``batch.skipped``, so the training loop counts and reports it. A run of
+``max_consecutive_errors`` failures in a row raises: that is a broken dataset, not a bad file.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .collate import ClipBatch, collate_clips
+from .decode import Limits, VideoReader
+from .errors import VideoError
+from .formats import VideoItem, VideoList, load_spec
+from .sampling import SamplerConfig, sample_indices
+
+ON_ERROR = ("raise", "skip")
+
+
+def _item_seed(seed: int, epoch: int, index: int) -> int:
+    """A seed per (run seed, epoch, item): the same clip whatever worker decodes it."""
+    return (seed * 1_000_003 + epoch * 7_919 + index) % (2**63 - 1)
+
+
+class VideoDataset(Dataset):
+    """One clip per video from a :class:`VideoList` (or any SPEC that ``load_spec`` reads).
+
+    Each item is a dict: ``clip`` (T, C, H, W) (uint8 without a transform, float after one),
+    ``label`` (class index, -1 when unlabelled), ``path``, ``index``, ``frame_indices`` (T,).
+    Random sampling and augmentation draw from a generator seeded by (seed, epoch, index), so a
+    run is reproducible with any number of workers; call :meth:`set_epoch` every epoch.
+    """
+
+    def __init__(
+        self,
+        videos: VideoList | str | os.PathLike,
+        *,
+        sampler: SamplerConfig = SamplerConfig(),
+        transform: Callable | None = None,
+        train: bool = False,
+        classes: Sequence[str] | None = None,
+        root: str | os.PathLike | None = None,
+        on_error: str = "skip",
+        max_consecutive_errors: int = 50,
+        backend: str = "pyav",
+        decode_size: int | None = None,
+        limits: Limits | None = Limits(),
+        strict: bool = False,
+        threads: int = 1,
+        seed: int = 0,
+    ):
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}; got {on_error!r}")
+        if not isinstance(videos, VideoList):
+            videos = load_spec(videos, root=root, classes=classes)
+        self.videos = videos
+        self.classes = list(classes) if classes is not None else list(videos.classes)
+        self._label_index = {c: i for i, c in enumerate(self.classes)}
+        self.sampler, self.transform, self.train = sampler, transform, train
+        self.on_error, self.max_consecutive_errors = on_error, max_consecutive_errors
+        self.backend, self.decode_size, self.limits, self.strict = backend, decode_size, limits, strict
+        self.threads, self.seed, self.epoch = threads, seed, 0
+        self._consecutive_errors = 0  # per worker process
+
+    def __len__(self) -> int:
+        return len(self.videos.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def label_of(self, item: VideoItem) -> int:
+        if item.label is None:
+            return -1
+        if item.label not in self._label_index:
+            raise ValueError(f"{item.path}: label {item.label!r} is not one of the classes {self.classes}")
+        return self._label_index[item.label]
+
+    def _read(self, item: VideoItem, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        with VideoReader(item.path, backend=self.backend, threads=self.threads, strict=self.strict, limits=self.limits) as reader:
+            info = reader.info
+            first, count = 0, info.num_frames
+            # an untrimmed video with a [start, end] segment (Kinetics CSV): sample inside it
+            if item.start is not None and item.end is not None and info.duration > item.end - item.start + 1.0:
+                first = min(int(item.start * info.fps), info.num_frames - 1)
+                count = max(1, min(int(item.end * info.fps), info.num_frames) - first)
+            indices = sample_indices(self.sampler, count, fps=info.fps, train=self.train, generator=generator) + first  # (T,)
+            frames = reader.get_frames(indices, size=self.decode_size)  # (T, C, H, W) uint8
+        return frames, indices
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.videos.items[index]
+        generator = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, index))
+        try:
+            frames, indices = self._read(item, generator)
+        except VideoError as exc:
+            if self.on_error == "raise":
+                raise
+            self._consecutive_errors += 1
+            if self._consecutive_errors >= self.max_consecutive_errors:
+                raise RuntimeError(
+                    f"{self._consecutive_errors} videos in a row failed to load; the last: {exc}. "
+                    "The dataset looks broken: run `cnnlstm scan` on it"
+                ) from exc
+            return {"error": exc.reason, "message": str(exc), "path": item.path, "index": index}
+        self._consecutive_errors = 0
+        clip = self.transform(frames, generator=generator) if self.transform is not None else frames
+        return {"clip": clip, "label": self.label_of(item), "path": item.path, "index": index, "frame_indices": indices}
+
+
+def collate_videos(samples: Sequence[dict]) -> ClipBatch:
+    """Collate the good samples, list the bad ones in ``batch.skipped`` (the batch may be empty)."""
+    good = [s for s in samples if "error" not in s]
+    skipped = [{k: s[k] for k in ("path", "error", "message")} for s in samples if "error" in s]
+    if good:
+        batch = collate_clips(good)
+    else:
+        batch = ClipBatch(torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0, 0, dtype=torch.bool))
+    batch.skipped = skipped
+    return batch
+
+
+@dataclass
+class SkipLog:
+    """Counts the videos skipped during an epoch and says why."""
+
+    items: list[dict] = field(default_factory=list)
+
+    def update(self, batch: ClipBatch) -> None:
+        self.items.extend(batch.skipped)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def by_reason(self) -> dict[str, int]:
+        return dict(Counter(i["error"] for i in self.items))
+
+    def summary(self, limit: int = 5) -> str:
+        if not self.items:
+            return "no videos skipped"
+        lines = [f"skipped {len(self.items)} bad video(s) {self.by_reason()}:"]
+        lines += [f"  {i['message']}" for i in self.items[:limit]]
+        if len(self.items) > limit:
+            lines.append(f"  ... and {len(self.items) - limit} more")
+        return "\n".join(lines)
+
+
+def _worker_init(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # decoding workers must not fight the main process for cores
+
+
+def make_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int = 8,
+    shuffle: bool = False,
+    workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = False,
+    batch_sampler: Sampler | None = None,
+    sampler: Sampler | None = None,
+    timeout: float = 300.0,
+    multiprocessing_context: str | None = None,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader for video datasets: decoders open inside workers, a hung worker becomes an
+    error after ``timeout`` seconds, shuffling is seeded, bad videos land in ``batch.skipped``."""
+    kwargs: dict[str, Any] = dict(
+        num_workers=workers,
+        collate_fn=collate_videos,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        timeout=timeout if workers > 0 else 0,
+        multiprocessing_context=multiprocessing_context if workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                      sampler=sampler, drop_last=drop_last, **kwargs)
