@@ -65,6 +65,81 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train on a dataset SPEC; every config key is also an option (--key value or --key=value)."""
+    from .config import resolve_config
+    from .train import fit
+
+    overrides = {k: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    overrides = {k[4:]: v for k, v in overrides.items()}
+    cfg = resolve_config(args.config, overrides)
+    if not cfg.data:
+        print("cnnlstm train: --data SPEC is required (in the recipe or on the command line)", file=sys.stderr)
+        return 2
+    summary = fit(cfg)
+    return 0 if not summary.get("stopped") else 143
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a trained run on a dataset SPEC."""
+    from .inference import evaluate
+    from .metrics import format_per_class
+
+    report = evaluate(args.run, args.data, root=args.root, views=args.views, batch_size=args.batch_size,
+                      workers=args.workers, device=args.device, plot=not args.no_plot)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['num_videos']} videos ({args.views} view(s)): top-1 {report['top1']:.1%}  top-{report.get('top5_k', 5)} "
+          f"{report['top5']:.1%}  mean class accuracy {report['mean_class_accuracy']:.1%}")
+    print(format_per_class(report["per_class"]))
+    if report["skipped"]:
+        print(f"skipped {len(report['skipped'])} bad video(s):")
+        for item in report["skipped"]:
+            print(f"  {item['message']}")
+    if report.get("confusion_plot"):
+        print(f"confusion matrix: {report['confusion_plot']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Label videos with a trained run; each is decoded in an isolated worker with a timeout."""
+    from .inference import predict
+
+    results = predict(args.run, args.videos, topk=args.topk, device=args.device, plot=args.plot, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['path']}: ERROR {r['error']}")
+                continue
+            top = ", ".join(f"{label} {score:.1%}" for label, score in r["topk"])
+            print(f"{r['path']}: {r['label']} ({r['score']:.1%})   top-{len(r['topk'])}: {top}")
+            if r.get("plot"):
+                print(f"  plot: {r['plot']}")
+    return 0 if all("error" not in r for r in results) else 1
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field; values stay strings here and are typed by resolve_config."""
+    import dataclasses
+    import typing
+
+    from .config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if hints[f.name] is bool:
+            p.add_argument(flag, dest="cfg_" + f.name, nargs="?", const="true", default=None,
+                           metavar="BOOL", help=f"(default: {default})")
+        else:
+            p.add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(),
+                           help=f"(default: {default})")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthesize, train a CNN-LSTM and the order-blind baseline, evaluate, predict."""
     from .demo import DemoConfig, run_demo
@@ -95,6 +170,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a model on your videos",
+                       description="Train on a dataset. Config: defaults, then --config recipe.yaml, then options.")
+    p.add_argument("--config", default=None, help="flat YAML recipe of config keys")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on a dataset")
+    p.add_argument("run", help="run directory written by cnnlstm train")
+    p.add_argument("--data", required=True, help="dataset SPEC (folder, CSV/list, UCF split file, Kinetics CSV)")
+    p.add_argument("--root", default=None)
+    p.add_argument("--views", type=int, default=1, help="temporal views per video, logits averaged")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the confusion matrix")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label videos with a trained run")
+    p.add_argument("run", help="run directory written by cnnlstm train")
+    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print JSON: one object per video")
+    p.add_argument("--plot", default=None, help="PNG: sampled frames with attention weights (suffix _i per video)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to decode one video")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("scan", help="probe every video of a dataset; report formats, durations and bad files")
     p.add_argument("data", help="folder, CSV/list, UCF split file or Kinetics CSV")

@@ -186,3 +186,45 @@ def make_loader(
         return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
                       sampler=sampler, drop_last=drop_last, **kwargs)
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of one process, resumable mid-epoch and shardable across processes.
+
+    The order of an epoch is a permutation seeded by (seed, epoch). Global batch ``b`` holds
+    ``order[b * G : (b + 1) * G]``; with ``world_size`` processes, rank ``r`` takes its slice of
+    every global batch, so N processes see exactly the global batches of one process. Under
+    several processes the last incomplete global batch is filled from the start of the order (as
+    ``DistributedSampler`` pads), so every rank runs the same number of steps.
+    ``set_epoch(epoch, start_batch=k)`` skips the first ``k`` batches (resume).
+    """
+
+    def __init__(self, num_items: int, global_batch: int, *, shuffle: bool = True, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False):
+        if global_batch % world_size:
+            raise ValueError(f"batch_size {global_batch} must divide evenly over {world_size} processes")
+        self.n, self.global_batch, self.shuffle, self.seed = num_items, global_batch, shuffle, seed
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def num_batches(self) -> int:
+        full, rest = divmod(self.n, self.global_batch)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __len__(self) -> int:
+        return max(0, self.num_batches() - self.start_batch)
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, 0)))
+        else:
+            order = torch.arange(self.n)
+        total = self.num_batches() * self.global_batch
+        if self.world_size > 1 and total > self.n:
+            order = torch.cat([order, order[: total - self.n]])  # equal steps on every rank
+        for b in range(self.start_batch, self.num_batches()):
+            chunk = order[b * self.global_batch : (b + 1) * self.global_batch]
+            yield chunk.tensor_split(self.world_size)[self.rank].tolist()

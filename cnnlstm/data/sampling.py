@@ -80,8 +80,12 @@ def uniform_indices(
     train: bool = False,
     generator: torch.Generator | None = None,
     short: str | ShortVideoPolicy = DEFAULT_SHORT,
+    position: float = 0.5,
 ) -> Tensor:
     """TSN-style sampling: one frame from each of ``num_samples`` equal segments.
+
+    ``position`` in [0, 1) places the eval frame within each segment (0.5: the middle); multi-view
+    testing takes V views at positions (v + 0.5) / V.
 
     Segment ``i`` covers frames ``[i * n // T, (i + 1) * n // T)``. Eval takes the middle frame
     of each segment (deterministic); train takes a random frame of each segment. The indices are
@@ -96,7 +100,11 @@ def uniform_indices(
     start = torch.arange(t) * n // t  # (T,)
     end = (torch.arange(t) + 1) * n // t  # (T,) every segment holds >= 1 frame since n >= t
     if not train:
-        return (start + end) // 2
+        if not 0 <= position < 1:
+            raise ValueError(f"position must be in [0, 1); got {position}")
+        if position == 0.5:
+            return (start + end) // 2
+        return start + ((end - start) * position).long()  # (T,)
     u = torch.rand(t, generator=generator, dtype=torch.float64)  # (T,) in [0, 1)
     offset = (u * (end - start)).long()
     return start + torch.minimum(offset, end - start - 1)
@@ -204,6 +212,7 @@ class SamplerConfig:
     target_fps: float | None = None
     max_frames: int | None = None
     short: str = DEFAULT_SHORT.value
+    position: float = 0.5  # eval frame position within each uniform segment (multi-view testing)
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLER_KINDS:
@@ -233,7 +242,8 @@ def sample_indices(
     :func:`sample_windows` (or :func:`sliding_window_indices`) for it.
     """
     if cfg.kind == "uniform":
-        return uniform_indices(num_frames, cfg.num_frames, train=train, generator=generator, short=cfg.short)
+        return uniform_indices(num_frames, cfg.num_frames, train=train, generator=generator, short=cfg.short,
+                               position=cfg.position)
     if cfg.kind == "random_clip":
         return random_clip_indices(
             num_frames, cfg.num_frames, stride=cfg.stride, train=train, generator=generator, short=cfg.short

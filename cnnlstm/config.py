@@ -1,0 +1,185 @@
+"""Training configuration: dataclass defaults, then an optional flat YAML recipe, then
+``--key=value`` overrides. Unknown keys are errors; the resolved config is saved in the run
+directory and checked on ``--resume``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ._optional import require
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = ""  # SPEC: folder-per-class, CSV/list, UCF split file, Kinetics CSV
+    val: str | None = None  # SPEC of the validation set (none: no validation)
+    root: str | None = None  # folder relative video paths start from
+    out: str = "runs/train"  # run directory
+    task: str = "classify"
+    # model
+    model: str = "cnn_lstm"
+    backbone: str = "resnet18"
+    weights: str = "none"  # none | imagenet | /path/to/file
+    pool: str = "avg"  # avg | attention (spatial attention pooling)
+    hidden_size: int | None = None  # None: the model's default
+    dropout: float | None = None  # None: the model's default
+    # clips
+    frames: int = 16  # frames sampled per clip (T)
+    size: int = 112  # input size (square crop side, pixels)
+    sampler: str = "uniform"  # uniform | random_clip | fps
+    stride: int = 1
+    short: str = "pad"  # short videos: pad | loop | keep
+    flip: bool = False  # horizontal flip augmentation (changes direction labels!)
+    min_crop_scale: float = 0.25  # random-resized crop keeps at least this fraction of the frame area (1: no crop)
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 8  # global batch (split across processes under torchrun)
+    lr: float = 1e-3
+    backbone_lr_scale: float | None = None  # backbone lr = lr * this (None: 0.1 with pretrained weights, 1 with random init)
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.5
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    schedule: str = "gradual"  # gradual | frozen | full
+    phase_epochs: list[int] | None = None  # gradual: epochs per phase (default: thirds)
+    phase_lrs: list[float] | None = None  # gradual: lr per phase (default: lr, lr/10, lr/100)
+    early_stop: int = 0  # stop after this many epochs without a better val top-1 (0: off)
+    # data loading and speed
+    workers: int = 2
+    cache: str = "auto"  # auto (RUN/cache while the backbone is frozen) | off | a folder
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: bool = True
+    compile: bool = False
+    threads: int = 0  # torch threads (0: torch's default)
+    device: str = "auto"
+    # run control
+    seed: int = 0
+    resume: bool = False
+    checkpoint_every: int = 50  # also save a resumable checkpoint every N steps (0: epoch ends only)
+    limit_batches: int = 0  # at most N training batches per epoch (0: all)
+    dry_run: bool = False  # one batch of training and validation, then stop
+    on_error: str = "skip"  # bad videos: skip (and count) | raise
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        choices = {"task": ("classify",), "schedule": ("gradual", "frozen", "full"), "pool": ("avg", "attention"),
+                   "precision": ("auto", "fp32", "bf16", "fp16"), "on_error": ("skip", "raise"),
+                   "sampler": ("uniform", "random_clip", "fps"), "short": ("pad", "loop", "keep")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {list(allowed)}; got {getattr(self, key)!r}")
+        if not 0 < self.min_crop_scale <= 1:
+            raise ValueError(f"min_crop_scale must be in (0, 1]; got {self.min_crop_scale}")
+        for key in ("frames", "size", "epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
+
+
+# fields that define the model and the data it expects: resuming with a different value is an error
+ARCHITECTURE_KEYS = ("task", "model", "backbone", "pool", "hidden_size", "dropout", "frames", "size", "sampler", "stride", "short")
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(the non-None type, whether None is allowed)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` (from YAML or a command line string) to the type of field ``key``."""
+    tp, optional = _base_type(_field_types()[key])
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        if tp is str:
+            return "none" if isinstance(value, str) and value.lower() == "none" else value
+        raise ValueError(f"{key} cannot be empty")
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typing.get_origin(tp) is list:
+            item = typing.get_args(tp)[0]
+            items = value if isinstance(value, list) else [v for v in str(value).replace(",", " ").split()]
+            return [item(v) for v in items]
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return tp(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} expects {getattr(tp, '__name__', tp)}; got {value!r}") from None
+
+
+def check_keys(keys, where: str) -> None:
+    names = [f.name for f in fields(TrainConfig)]
+    unknown = [k for k in keys if k not in names]
+    if unknown:
+        hints = [f"{k} (did you mean {', '.join(difflib.get_close_matches(k, names, n=2))}?)"
+                 if difflib.get_close_matches(k, names, n=2) else k for k in unknown]
+        raise ValueError(f"unknown config key(s) in {where}: {', '.join(hints)}. Valid keys: {', '.join(names)}")
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    yaml = require("yaml", purpose="YAML recipes")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a flat mapping of config keys; got {type(data).__name__}")
+    nested = [k for k, v in data.items() if isinstance(v, dict)]
+    if nested:
+        raise ValueError(f"{path}: recipes are flat (key: value); nested sections {nested} are not supported")
+    return data
+
+
+def resolve_config(recipe: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML ``recipe``, then ``overrides`` (already parsed or strings)."""
+    values: dict[str, Any] = {}
+    if recipe:
+        data = read_yaml(recipe)
+        check_keys(data, str(recipe))
+        values.update({k: coerce(k, v) for k, v in data.items()})
+    overrides = dict(overrides or {})
+    check_keys(overrides, "the overrides")
+    values.update({k: coerce(k, v) for k, v in overrides.items()})
+    return TrainConfig(**values)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: TrainConfig) -> str:
+    yaml = require("yaml", purpose="saving the config")
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def load_saved_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a run directory's ``config.yaml`` (unknown keys from another version are errors)."""
+    return resolve_config(Path(path))
+
+
+def diff_configs(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    a, b = config_to_dict(saved), config_to_dict(new)
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+__all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "resolve_config", "coerce", "check_keys", "dump_yaml",
+           "load_saved_config", "diff_configs", "config_to_dict", "field"]
