@@ -54,6 +54,7 @@ class TrainConfig:
     # data loading and speed
     workers: int = 2
     cache: str = "auto"  # auto (RUN/cache while the backbone is frozen) | off | a folder
+    cache_views: int = 1  # 1: cache eval-style clips (exact, no augmentation); K: K augmented views, cycled by epoch
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     channels_last: bool = True
     compile: bool = False

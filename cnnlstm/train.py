@@ -288,23 +288,32 @@ def _gather(info: distributed.DistInfo, logits: torch.Tensor, targets: torch.Ten
 
 
 def _phase_datasets(cfg, model, phase: Phase, train_ds, val_ds, info, run: Path, say):
-    """While the backbone is frozen (and the cache is on), train and validate on cached features."""
+    """While the backbone is frozen (and the cache is on), train and validate on cached features.
+
+    With ``cache_views=1`` the training set is cached eval-style (deterministic sampling, centre
+    crop): exact features, no augmentation. With K > 1 views, K augmented samples of each video
+    are cached and epoch e trains on view e % K.
+    """
     if phase.trainable != "none" or cfg.cache == "off" or not model.encoder.cacheable:
         return train_ds, val_ds
     from .data.features import CachedFeatureDataset, FeatureCache, extract_features
 
     root = run / "cache" if cfg.cache == "auto" else Path(cfg.cache)
+    if cfg.cache_views == 1:
+        train_ds = VideoDataset(train_ds.videos, sampler=train_ds.sampler, transform=eval_transform(data_config(cfg, model)),
+                                train=False, classes=train_ds.classes, on_error=cfg.on_error, seed=cfg.seed)
     out = []
-    for name, dataset in (("train", train_ds), ("val", val_ds)):
+    for name, dataset, views in (("train", train_ds, cfg.cache_views), ("val", val_ds, 1)):
         if dataset is None:
             out.append(None)
             continue
-        cache = FeatureCache(root, encoder=model.encoder, dataset=dataset)
+        cache = FeatureCache(root, encoder=model.encoder, dataset=dataset, views=views)
         stats = extract_features(cache, batch_size=max(1, cfg.batch_size), workers=cfg.workers, device=info.device,
-                                 rank=info.rank, world_size=info.world_size, channels_last=cfg.channels_last, progress=info.is_main)
+                                 rank=info.rank, world_size=info.world_size, channels_last=cfg.channels_last,
+                                 progress=info.is_main, view=None)
         distributed.barrier(info)
         say(f"feature cache ({name}): {stats['extracted']} extracted, {stats['cached_before']} already cached "
-            f"in {stats['seconds']:.1f} s, {len(stats['skipped'])} skipped -> {cache.root}")
+            f"in {stats['seconds']:.1f} s, {len(stats['skipped'])} skipped -> {cache.dir}")
         out.append(CachedFeatureDataset(cache))
     return out[0], out[1]
 

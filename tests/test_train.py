@@ -34,9 +34,10 @@ def config(data: Path, out: Path, **kw):
 
 
 def test_fit_writes_a_complete_run_directory_and_evaluate_predict_use_it(data, tmp_path, capsys):
-    cfg = config(data, tmp_path / "run", epochs=3, phase_epochs=[1, 1, 1], cache="off", dropout=0.2)
+    cfg = config(data, tmp_path / "run", epochs=3, phase_epochs=[1, 1, 1], dropout=0.2)
     summary = fit(cfg, log=lambda *_: None)
     run = tmp_path / "run"
+    assert len(list(run.glob("cache/*/*/*.safetensors"))) == 18, "the frozen phase trains from cached features (12 train + 6 val)"
     for name in ("config.yaml", "labels.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "summary.json"):
         assert (run / name).is_file(), name
     assert json.loads((run / "labels.json").read_text()) == summary["classes"]
