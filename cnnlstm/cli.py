@@ -144,7 +144,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Synthesize, train a CNN-LSTM and the order-blind baseline, evaluate, predict."""
     from .demo import DemoConfig, run_demo
 
-    run_demo(args.out, DemoConfig(epochs=args.epochs, seed=args.seed))
+    run_demo(args.out, DemoConfig(epochs=args.epochs, seed=args.seed, workers=args.workers))
     return 0
 
 
@@ -210,10 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, default=4 * 3600, help="reject longer videos (seconds)")
     p.set_defaults(func=cmd_scan)
 
-    p = sub.add_parser("demo", help="end-to-end demo on the synthetic dataset (CPU, about a minute)")
+    p = sub.add_parser("demo", help="end-to-end demo: synthesize, train cnn_lstm and mean_pool, evaluate, predict, report.html")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.set_defaults(func=cmd_demo)
     return parser
 

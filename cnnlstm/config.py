@@ -37,6 +37,7 @@ class TrainConfig:
     sampler: str = "uniform"  # uniform | random_clip | fps
     stride: int = 1
     short: str = "pad"  # short videos: pad | loop | keep
+    temporal_jitter: bool = True  # train: a random frame within each uniform segment (off: the middle one)
     flip: bool = False  # horizontal flip augmentation (changes direction labels!)
     min_crop_scale: float = 0.25  # random-resized crop keeps at least this fraction of the frame area (1: no crop)
     # optimisation
@@ -68,6 +69,7 @@ class TrainConfig:
     dry_run: bool = False  # one batch of training and validation, then stop
     on_error: str = "skip"  # bad videos: skip (and count) | raise
     log_every: int = 10
+    progress: bool = True  # tqdm progress bars (batches, loss, clips/s)
 
     def __post_init__(self) -> None:
         choices = {"task": ("classify",), "schedule": ("gradual", "frozen", "full"), "pool": ("avg", "attention"),

@@ -17,8 +17,10 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from . import distributed
+from ._optional import available
 from .checkpoint import Checkpoints, atomic_write_text, capture_rng, restore_rng, save_weights, unwrap
 from .config import ARCHITECTURE_KEYS, TrainConfig, diff_configs, dump_yaml, load_saved_config
 from .data.datasets import EpochBatchSampler, SkipLog, VideoDataset, make_loader
@@ -126,7 +128,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
     model = build_model(cfg, len(classes))
     data_cfg = data_config(cfg, model)
     train_ds = VideoDataset(train_list, sampler=sampler_config(cfg), transform=train_transform(data_cfg, flip=cfg.flip, scale=(cfg.min_crop_scale, 1.0)),
-                            train=True, classes=classes, on_error=cfg.on_error, seed=cfg.seed)
+                            train=cfg.temporal_jitter, classes=classes, on_error=cfg.on_error, seed=cfg.seed)
     val_ds = VideoDataset(val_list, sampler=sampler_config(cfg), transform=eval_transform(data_cfg), train=False,
                           classes=classes, on_error=cfg.on_error, seed=cfg.seed) if val_list else None
     fingerprint = {"num_videos": len(train_ds), "classes": classes}
@@ -157,6 +159,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
     best = state["best"] if state else {"top1": -1.0, "epoch": -1}
     skip_total = SkipLog()
     stopped_early = False
+    last_val = None
     with _StopFlag() as stop:
         for phase in phases:
             if state and state["epoch"] >= phase.end_epoch:
@@ -189,6 +192,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 train_source.set_epoch(epoch)
                 step_model.train()
                 skips, seen, loss_sum, tick = SkipLog(), 0, 0.0, time.perf_counter()
+                bar = tqdm(total=per_epoch - start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}]", unit="batch",
+                           disable=not main or not cfg.progress, leave=False)
                 for batch_index, batch in enumerate(loader, start=start_batch):
                     if batch_index >= per_epoch:
                         break
@@ -208,6 +213,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                         loss_sum += loss.item() * len(batch)
                     scheduler.step()
                     step += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", clips_s=f"{seen / max(time.perf_counter() - tick, 1e-9):.1f}")
                     if step % cfg.log_every == 0:
                         rate = seen / max(time.perf_counter() - tick, 1e-9)
                         runlog.scalars(step, {"train_loss": loss_sum / max(seen, 1), "lr": max(scheduler.get_last_lr()), "clips_per_s": rate}, epoch=epoch + 1, phase=phase.name)
@@ -221,6 +228,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                         distributed.barrier(dist_info)
                         say(f"stopped at step {step}; continue with: cnnlstm train ... --out {run} --resume")
                         return {"stopped": True, "step": step}
+                bar.close()
                 start_batch = 0
                 skip_total.items += skips.items
                 row = {"train_loss": loss_sum / max(seen, 1), "train_skipped": len(skips), "lr": max(scheduler.get_last_lr()),
@@ -231,6 +239,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                     logits, targets, val_skipped, _ = evaluate_loader(model, val_loader, device, autocast)
                     logits, targets = _gather(dist_info, logits, targets)
                     if len(targets):
+                        last_val = (logits, targets)
                         row.update(val_loss=F.cross_entropy(logits, targets, ignore_index=-1).item(),
                                    val_top1=topk_accuracy(logits, targets, ks=(1,))[1], val_skipped=len(val_skipped))
                 runlog.scalars(step, row, epoch=epoch + 1, phase=phase.name)
@@ -257,6 +266,12 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
     if main:
         save_weights(model, run / "last.safetensors")
         runlog.finish()
+        if last_val is not None and available("matplotlib"):
+            from .metrics import confusion_matrix
+            from .viz import plot_confusion
+
+            confusion = confusion_matrix(last_val[0].argmax(1), last_val[1], len(classes))
+            plot_confusion(confusion, classes, run / "plots" / "confusion_val.png", title="last epoch: validation confusion")
     distributed.barrier(dist_info)
     summary = {"run": str(run), "best_epoch": best["epoch"], "best_val_top1": best["top1"] if cfg.val else None,
                "steps": step, "skipped": skip_total.items, "classes": classes}

@@ -36,7 +36,10 @@ def test_synth_then_demo_end_to_end(tmp_path, capsys):
     report = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert [r["model"] for r in report["results"]] == ["cnn_lstm", "mean_pool"]
     assert all(0.0 <= r["test_top1"] <= 1.0 for r in report["results"])
-    assert "chance is 16.7%" in capsys.readouterr().out
+    assert (tmp_path / "demo" / "runs" / "cnn_lstm" / "model.safetensors").is_file()
+    out = capsys.readouterr().out
+    assert "chance: 16.7%" in out and "report.html" in out
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000  # plots embedded
 
 
 @pytest.mark.parametrize("argv", [["synth", "x", "--task", "segment"]])

@@ -38,7 +38,7 @@ def test_fit_writes_a_complete_run_directory_and_evaluate_predict_use_it(data, t
     summary = fit(cfg, log=lambda *_: None)
     run = tmp_path / "run"
     assert len(list(run.glob("cache/*/*/*.safetensors"))) == 18, "the frozen phase trains from cached features (12 train + 6 val)"
-    for name in ("config.yaml", "labels.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "summary.json"):
+    for name in ("config.yaml", "labels.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "summary.json", "plots/confusion_val.png"):
         assert (run / name).is_file(), name
     assert json.loads((run / "labels.json").read_text()) == summary["classes"]
     assert list((run / "tb").iterdir()), "TensorBoard event files"
