@@ -9,7 +9,7 @@ import difflib
 import os
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -185,4 +185,4 @@ def diff_configs(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, A
 
 
 __all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "resolve_config", "coerce", "check_keys", "dump_yaml",
-           "load_saved_config", "diff_configs", "config_to_dict", "field"]
+           "load_saved_config", "diff_configs", "config_to_dict"]

@@ -8,6 +8,7 @@ embedded) plus a summary table. CPU only, a few minutes.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,6 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
     for i, model in enumerate(cfg.models):
         run = out / "runs" / model
         if run.exists():
-            import shutil
-
             shutil.rmtree(run)  # the demo always starts fresh
         log(f"2/4 training {model} ({i + 1}/{len(cfg.models)}), {cfg.epochs} epochs on CPU")
         tick = time.perf_counter()

@@ -84,18 +84,18 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str |
     if views < 1:
         raise ValueError(f"views must be >= 1; got {views}")
     loaded = load_run(run_dir, device=device)
-    per_view, targets, skipped = [], None, []
+    views_out = []  # per view: {dataset index: (logits (K,), target)}
+    skipped: list[dict] = []
     for v in range(views):
         dataset = VideoDataset(data, root=root, classes=loaded.classes, sampler=loaded.sampler((v + 0.5) / views),
                                transform=eval_transform(loaded.data_cfg), on_error="skip")
-        logits, t, indices, bad = _logits(loaded, dataset, batch_size, workers)
-        if v == 0:
-            targets, skipped, first_indices = t, bad, indices
-        elif indices != first_indices:  # a video failed in one view only: keep the common ones
-            keep = [i for i, idx in enumerate(indices) if idx in set(first_indices)]
-            logits = logits[keep]
-        per_view.append(logits)
-    logits = average_views(torch.stack(per_view, dim=1)) if views > 1 else per_view[0]  # (N, K)
+        logits, targets, indices, bad = _logits(loaded, dataset, batch_size, workers)
+        views_out.append({i: (row, t) for i, row, t in zip(indices, logits, targets.tolist())})
+        skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
+    common = sorted(set.intersection(*(set(v) for v in views_out)))  # videos that decoded in every view
+    logits = torch.stack([torch.stack([v[i][0] for v in views_out]) for i in common]) if common else torch.empty(0, views, len(loaded.classes))
+    logits = average_views(logits) if views > 1 else logits[:, 0]  # (N, V, K) -> (N, K)
+    targets = torch.tensor([views_out[0][i][1] for i in common], dtype=torch.long)
     report = classification_report(logits, targets, loaded.classes, skipped=skipped)
     report["views"] = views
     if plot and len(targets):

@@ -8,7 +8,6 @@ the same code trains with DistributedDataParallel; rank 0 writes.
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from contextlib import nullcontext
@@ -331,7 +330,3 @@ def _phase_datasets(cfg, model, phase: Phase, train_ds, val_ds, info, run: Path,
             f"in {stats['seconds']:.1f} s, {len(stats['skipped'])} skipped -> {cache.dir}")
         out.append(CachedFeatureDataset(cache))
     return out[0], out[1]
-
-
-def steps_per_epoch(num_videos: int, batch_size: int) -> int:
-    return math.ceil(num_videos / batch_size)
