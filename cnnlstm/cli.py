@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -121,6 +122,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if all("error" not in r for r in results) else 1
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Train and measure several models with one recipe; write compare.md/.csv/.json and plots."""
+    from .compare import compare
+    from .config import resolve_config
+
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    out = overrides.pop("out", None) or "runs/compare"
+    base = resolve_config(args.config, {**overrides, "out": out})
+    if not base.data or not base.val:
+        print("cnnlstm compare: --data SPEC and --val SPEC are required", file=sys.stderr)
+        return 2
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    lengths = [int(t) for t in args.lengths.split(",")]
+    result = compare(base, models, out, lengths=lengths)
+    print((Path(out) / "compare.md").read_text())
+    return 0 if result["rows"] else 1
+
+
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     """One option per TrainConfig field; values stay strings here and are typed by resolve_config."""
     import dataclasses
@@ -176,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="flat YAML recipe of config keys")
     _add_config_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="train several models the same way and measure them side by side",
+                       description="Same data, loop, budget and metrics for every model; only the model differs.")
+    p.add_argument("--models", default="cnn_lstm,cnn_lstm_attention,r3d_18,temporal_transformer,mean_pool",
+                   help="comma-separated registered model names")
+    p.add_argument("--lengths", default="16,64,256,1024", help="clip lengths for the latency/memory scaling curves")
+    p.add_argument("--config", default=None, help="flat YAML recipe of config keys")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on a dataset")
     p.add_argument("run", help="run directory written by cnnlstm train")

@@ -7,6 +7,7 @@ the same code trains with DistributedDataParallel; rank 0 writes.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import time
@@ -27,20 +28,21 @@ from .data.formats import check_group_leakage, load_spec
 from .data.sampling import SamplerConfig
 from .data.transforms import DataConfig, eval_transform, train_transform
 from .models import create_model
+from .models._registry import MODELS
 from .metrics import topk_accuracy
 from .optim import Phase, apply_phase, build_optimizer, build_scheduler, pick_precision, plan_phases
 from .runlog import RunLog
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    kwargs = {"num_classes": num_classes, "backbone": cfg.backbone, "weights": None if cfg.weights == "none" else cfg.weights}
-    if cfg.model != "spatial_attention_cnn_lstm":
-        kwargs["pool"] = cfg.pool
+    """The configured model. Each config key goes only to builders that take it (``hidden_size``
+    is the transformer's ``d_model``), so one recipe serves every registered model."""
+    params = inspect.signature(MODELS.get(cfg.model)).parameters
+    optional = {"backbone": cfg.backbone, "pool": cfg.pool, "dropout": cfg.dropout}
     if cfg.hidden_size is not None:
-        kwargs["hidden_size"] = cfg.hidden_size
-    if cfg.dropout is not None:
-        kwargs["dropout"] = cfg.dropout
-    return create_model(cfg.model, **kwargs)
+        optional["d_model" if "d_model" in params and "hidden_size" not in params else "hidden_size"] = cfg.hidden_size
+    kwargs = {k: v for k, v in optional.items() if v is not None and k in params}
+    return create_model(cfg.model, num_classes=num_classes, weights=None if cfg.weights == "none" else cfg.weights, **kwargs)
 
 
 def data_config(cfg: TrainConfig, model: torch.nn.Module) -> DataConfig:

@@ -22,7 +22,7 @@ import torch
 
 from ._optional import require
 
-__all__ = ["plot_curves", "plot_confusion", "plot_frame_strip", "plot_bars", "plot_timeline"]
+__all__ = ["plot_curves", "plot_confusion", "plot_frame_strip", "plot_bars", "plot_lines", "plot_timeline"]
 
 _DPI = 100
 
@@ -289,6 +289,25 @@ def plot_bars(values: Mapping[str, float], path: str | os.PathLike, *, title: st
         ax.margins(y=0.15)
     ax.set(title=title, ylabel=ylabel)
     ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def plot_lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *, title: str,
+               xlabel: str, ylabel: str, logx: bool = False, logy: bool = False) -> str:
+    """One marked line per name, ``{name: (xs, ys)}`` (e.g. latency vs clip length per model)."""
+    if not series:
+        raise ValueError("plot_lines needs at least one series; got an empty mapping")
+    fig = _figure(6, 4)
+    ax = fig.subplots()
+    for color, (name, (xs, ys)) in zip(_class_colors(len(series)), series.items()):
+        ax.plot(list(xs), [max(float(y), 1e-6) if logy else float(y) for y in ys], marker="o", label=str(name), color=color)
+    if logx:
+        ax.set_xscale("log", base=2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

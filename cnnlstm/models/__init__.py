@@ -1,4 +1,5 @@
 """Models: frame encoders, temporal models, heads and the registry."""
+from . import baselines as _baselines  # noqa: F401  (registers the baselines)
 from . import zoo as _zoo  # noqa: F401  (registers the models)
 from ._registry import create_model, list_models, register_model
 from .backbones import FrameEncoder, create_encoder, list_backbones
