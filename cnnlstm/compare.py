@@ -117,7 +117,6 @@ def measure_inference(run_dir: str, size: int, lengths: Sequence[int], repeats: 
             else:
                 peak = _peak_rss_during(lambda: model(clip))
             out["lengths"][t] = {"latency_ms": timed(lambda: model(clip)), "peak_mem_mb": peak}
-            del clip
         frame = torch.rand(1, 3, size, size, device=dev)
         if getattr(model, "streamable", False):
             state = model.init_state(1)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 
 from cnnlstm.cli import main
 from cnnlstm.config import resolve_config

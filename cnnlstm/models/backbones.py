@@ -44,30 +44,14 @@ class GlobalAvgPool(nn.Module):
         return fmap.mean((2, 3)), None
 
 
-class FrameEncoder(nn.Module):
-    """A 2D CNN over frames plus spatial pooling; (B, T, C, H, W) -> (B, T, D).
+class StagedEncoder(nn.Module):
+    """An encoder whose CNN is ``self.stages`` (an ordered ``nn.ModuleDict``) that freezes and
+    unfreezes by stage name. Subclasses set ``name``, ``stages``, ``last_stages`` and ``_frozen``."""
 
-    ``pool="avg"`` is global average pooling; ``pool="attention"`` is learned spatial attention
-    pooling that also returns its maps (B, T, h, w). Only real frames go through the CNN when
-    ``lengths`` marks padding.
-    """
-
-    def __init__(self, parts: CNNParts, *, name: str, pool: str = "avg"):
-        super().__init__()
-        if pool not in ("avg", "attention"):
-            raise ValueError(f"pool must be 'avg' or 'attention'; got {pool!r}")
-        self.name = name
-        self.stages = nn.ModuleDict(parts.stages)
-        self.num_features = parts.num_features
-        self.last_stages = parts.last_stages
-        self.pool = GlobalAvgPool() if pool == "avg" else SpatialAttentionPool(parts.num_features)
-        self.data_config = {
-            "mean": IMAGENET_MEAN,
-            "std": IMAGENET_STD,
-            "input_size": parts.input_size,
-            "interpolation": "bilinear",
-        }
-        self._frozen: set[str] = set()
+    name: str
+    stages: nn.ModuleDict
+    last_stages: tuple[str, ...]
+    _frozen: set[str]
 
     # --- freezing -------------------------------------------------------------------------
     @property
@@ -95,7 +79,7 @@ class FrameEncoder(nn.Module):
             )
         return names
 
-    def freeze(self, stages: str | Iterable[str] | None = None) -> "FrameEncoder":
+    def freeze(self, stages: str | Iterable[str] | None = None) -> "StagedEncoder":
         """Freeze CNN stages (all by default): no gradients, and BatchNorm kept in eval mode,
         so a frozen stage stays bitwise unchanged, buffers included. The attention pool (if any)
         is not a CNN stage and stays trainable."""
@@ -105,7 +89,7 @@ class FrameEncoder(nn.Module):
             self._frozen.add(name)
         return self
 
-    def unfreeze(self, stages: str | Iterable[str] | None = None) -> "FrameEncoder":
+    def unfreeze(self, stages: str | Iterable[str] | None = None) -> "StagedEncoder":
         """Make stages trainable again (all by default; ``"last"`` = this CNN's last stage)."""
         for name in self._resolve(stages):
             self.stages[name].requires_grad_(True)
@@ -113,11 +97,37 @@ class FrameEncoder(nn.Module):
             self._frozen.discard(name)
         return self
 
-    def train(self, mode: bool = True) -> "FrameEncoder":
+    def train(self, mode: bool = True) -> "StagedEncoder":
         super().train(mode)
         for name in self._frozen:
             self.stages[name].eval()
         return self
+
+
+class FrameEncoder(StagedEncoder):
+    """A 2D CNN over frames plus spatial pooling; (B, T, C, H, W) -> (B, T, D).
+
+    ``pool="avg"`` is global average pooling; ``pool="attention"`` is learned spatial attention
+    pooling that also returns its maps (B, T, h, w). Only real frames go through the CNN when
+    ``lengths`` marks padding.
+    """
+
+    def __init__(self, parts: CNNParts, *, name: str, pool: str = "avg"):
+        super().__init__()
+        if pool not in ("avg", "attention"):
+            raise ValueError(f"pool must be 'avg' or 'attention'; got {pool!r}")
+        self.name = name
+        self.stages = nn.ModuleDict(parts.stages)
+        self.num_features = parts.num_features
+        self.last_stages = parts.last_stages
+        self.pool = GlobalAvgPool() if pool == "avg" else SpatialAttentionPool(parts.num_features)
+        self.data_config = {
+            "mean": IMAGENET_MEAN,
+            "std": IMAGENET_STD,
+            "input_size": parts.input_size,
+            "interpolation": "bilinear",
+        }
+        self._frozen: set[str] = set()
 
     @property
     def cacheable(self) -> bool:

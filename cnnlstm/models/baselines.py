@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -27,11 +25,10 @@ from torch import Tensor, nn
 from . import weights as _weights
 from ._registry import register_model
 from ._seq import check_lengths, lengths_to_mask, masked_mean
-from .backbones import create_encoder
+from .backbones import StagedEncoder, create_encoder
 from .heads import ClassifierHead, FinalStatePool
 from .temporal import TemporalOutput
 from .video_model import ModelOutput, VideoModel
-from .weights import WeightsNotFoundError
 
 __all__ = [
     "TransformerTemporal",
@@ -149,12 +146,7 @@ def repeat_last_real_frame(clips: Tensor, lengths: Tensor | None) -> Tensor:
     return clips[torch.arange(B, device=clips.device)[:, None], index]  # (B, T, ...)
 
 
-def kinetics_weights_file(arch: str) -> tuple[Path, str]:
-    """(expected local path, download URL) of torchvision's Kinetics-400 weights for ``arch``."""
-    from torchvision.models import get_model_weights
-
-    url = get_model_weights(arch).DEFAULT.url
-    return _weights.torch_cache_checkpoints() / os.path.basename(url), url
+kinetics_weights_file = _weights.default_weights_file  # the 3D CNNs' defaults are Kinetics-400 weights
 
 
 def _load_3d_weights(net: nn.Module, weights: str | os.PathLike, arch: str) -> None:
@@ -162,19 +154,11 @@ def _load_3d_weights(net: nn.Module, weights: str | os.PathLike, arch: str) -> N
     if weights == "imagenet":
         raise ValueError(f"{arch} is a 3D CNN; its pretrained weights are weights='kinetics' (Kinetics-400), not 'imagenet'")
     if weights == "kinetics":
-        path, url = kinetics_weights_file(arch)
-        if not path.is_file():
-            raise WeightsNotFoundError(
-                f"Kinetics-400 weights for {arch} are not on this machine: expected {path}. "
-                f"cnnlstm does not download weights. Download {url} on a machine with internet "
-                f"access and copy it to {path} (or set TORCH_HOME to the folder holding hub/checkpoints/), "
-                "or pass weights=None for random init or weights='/path/to/file' for a local file."
-            )
-        weights = path
+        weights = _weights.require_cached(arch, "Kinetics-400")
     _weights.load_into(net, weights, arch=arch, ignore_prefixes=("fc.",))
 
 
-class Clip3DEncoder(nn.Module):
+class Clip3DEncoder(StagedEncoder):
     """A 3D CNN trunk (stages ``stem, layer1..layer4``) plus global average pooling:
     clips (B, C, T, H, W) -> clip features (B, D).
 
@@ -195,51 +179,6 @@ class Clip3DEncoder(nn.Module):
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.data_config = {"mean": KINETICS_MEAN, "std": KINETICS_STD, "input_size": input_size, "interpolation": "bilinear"}
         self._frozen: set[str] = set()
-
-    @property
-    def stage_names(self) -> tuple[str, ...]:
-        return tuple(self.stages.keys())
-
-    @property
-    def frozen_stages(self) -> tuple[str, ...]:
-        return tuple(n for n in self.stage_names if n in self._frozen)
-
-    @property
-    def trainable_stages(self) -> tuple[str, ...]:
-        return tuple(n for n in self.stage_names if n not in self._frozen)
-
-    def _resolve(self, stages: str | Iterable[str] | None) -> list[str]:
-        if stages is None:
-            return list(self.stage_names)
-        if stages == "last":
-            return list(self.last_stages)
-        names = [stages] if isinstance(stages, str) else list(stages)
-        unknown = [n for n in names if n not in self.stages]
-        if unknown:
-            raise ValueError(f"{self.name} has no stage {unknown}; its stages are {list(self.stage_names)} (or 'last')")
-        return names
-
-    def freeze(self, stages: str | Iterable[str] | None = None) -> "Clip3DEncoder":
-        """Freeze stages (all by default): no gradients, BatchNorm kept in eval mode."""
-        for name in self._resolve(stages):
-            self.stages[name].requires_grad_(False)
-            self.stages[name].eval()
-            self._frozen.add(name)
-        return self
-
-    def unfreeze(self, stages: str | Iterable[str] | None = None) -> "Clip3DEncoder":
-        """Make stages trainable again (all by default; ``"last"`` = ``layer4``)."""
-        for name in self._resolve(stages):
-            self.stages[name].requires_grad_(True)
-            self.stages[name].train(self.training)
-            self._frozen.discard(name)
-        return self
-
-    def train(self, mode: bool = True) -> "Clip3DEncoder":
-        super().train(mode)
-        for name in self._frozen:
-            self.stages[name].eval()
-        return self
 
     def to(self, *args, **kwargs):
         """As ``nn.Module.to``; ``memory_format=torch.channels_last`` (what the training loop asks

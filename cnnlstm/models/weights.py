@@ -23,12 +23,29 @@ def torch_cache_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def imagenet_weights_file(arch: str) -> tuple[Path, str]:
-    """(expected local path, download URL) of torchvision's default ImageNet weights for ``arch``."""
+def default_weights_file(arch: str) -> tuple[Path, str]:
+    """(expected local path, download URL) of torchvision's default pretrained weights for ``arch``."""
     from torchvision.models import get_model_weights
 
     url = get_model_weights(arch).DEFAULT.url
     return torch_cache_checkpoints() / os.path.basename(url), url
+
+
+imagenet_weights_file = default_weights_file  # the 2D backbones' defaults are ImageNet weights
+
+
+def require_cached(arch: str, what: str) -> Path:
+    """The local file of torchvision's default ``what`` (e.g. "ImageNet") weights for ``arch``, or a
+    :class:`WeightsNotFoundError` naming the file, where to put it and where to get it."""
+    path, url = default_weights_file(arch)
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"{what} weights for {arch} are not on this machine: expected {path}. "
+            f"cnnlstm does not download weights. Download {url} on a machine with internet "
+            f"access and copy it to {path} (or set TORCH_HOME to the folder holding hub/checkpoints/), "
+            "or pass weights=None for random init or weights='/path/to/file' for a local file."
+        )
+    return path
 
 
 def _read_header(path: Path) -> bytes:
@@ -75,17 +92,7 @@ def load_into(
     Keys under ``ignore_prefixes`` (the ImageNet classifier) may be present or absent; every other
     key must match, else a ValueError lists what is missing and what was unexpected.
     """
-    if weights == "imagenet":
-        path, url = imagenet_weights_file(arch)
-        if not path.is_file():
-            raise WeightsNotFoundError(
-                f"ImageNet weights for {arch} are not on this machine: expected {path}. "
-                f"cnnlstm does not download weights. Download {url} on a machine with internet "
-                f"access and copy it to {path} (or set TORCH_HOME to the folder holding hub/checkpoints/), "
-                "or pass weights=None for random init or weights='/path/to/file' for a local file."
-            )
-    else:
-        path = Path(weights)
+    path = require_cached(arch, "ImageNet") if weights == "imagenet" else Path(weights)
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(ignore_prefixes)}
     own = {k: v for k, v in module.state_dict().items() if not k.startswith(ignore_prefixes)}
     missing = [k for k in own if k not in state]
