@@ -152,7 +152,12 @@ def compare(base: TrainConfig, models: Sequence[str], out: str | Path, *, length
     rows, scaling = [], {}
     for name in models:
         log(f"{name}: training {base.epochs} epoch(s)")
-        run, epoch_s = _train_one(base, name, out, log)
+        try:
+            run, epoch_s = _train_one(base, name, out, log)
+        except (FloatingPointError, RuntimeError, ValueError) as exc:  # one model failing must not lose the others
+            log(f"{name}: FAILED: {exc}")
+            rows.append({**{k: float("nan") for k in COLUMNS}, "model": name, "stream_mode": "", "error": str(exc)})
+            continue
         report = evaluate(run, base.val, root=base.root, workers=base.workers, plot=False)
         loaded = load_run(run, device="cpu")
         clip = torch.rand(1, base.frames, 3, base.size, base.size)
@@ -167,6 +172,7 @@ def compare(base: TrainConfig, models: Sequence[str], out: str | Path, *, length
             "stream_mode": measured["stream"]["mode"],
         })
         scaling[name] = {int(t): v for t, v in measured["lengths"].items() if t in lengths}
+        rows[-1]["nonfinite_steps"] = sum(r.get("nonfinite_steps", 0) for r in read_metrics(run))
         log(f"{name}: top-1 {report['top1']:.1%}, {rows[-1]['params']:,} params, {rows[-1]['gflops_per_clip']:.3f} GFLOPs/clip")
     result = {"config": dataclasses.asdict(base), "rows": rows, "scaling": scaling, "lengths": list(lengths)}
     _write_outputs(out, result)
@@ -185,7 +191,7 @@ def _write_outputs(out: Path, result: dict) -> None:
     rows = result["rows"]
     atomic_write_text(out / "compare.json", json.dumps(result, indent=2))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "compare.csv", buffer.getvalue())
@@ -197,8 +203,10 @@ def _write_outputs(out: Path, result: dict) -> None:
     lines += ["| " + " | ".join(_fmt(k, r[k]) for k in COLUMNS) + " |" for r in rows]
     lines += ["", "Latency (ms) and peak memory (MB) per clip by clip length T:", "",
               "| model | " + " | ".join(f"T={t}" for t in result["lengths"]) + " |", "|---|" + "---|" * len(result["lengths"])]
+    failed = [r for r in rows if r.get("error")]
     for name, by_t in result["scaling"].items():
         lines.append(f"| {name} | " + " | ".join(f"{by_t[t]['latency_ms']:.1f} ms / {by_t[t]['peak_mem_mb']:.0f} MB" for t in result["lengths"]) + " |")
+    lines += [f"\n{r['model']} failed: {r['error']}" for r in failed]
     atomic_write_text(out / "compare.md", "\n".join(lines) + "\n")
     from ._optional import available
 
@@ -211,7 +219,7 @@ def _write_outputs(out: Path, result: dict) -> None:
                             ("gflops_per_clip", "GFLOPs per clip", "{:.3g}"), ("train_s_per_epoch", "Training s per epoch", "{:.3g}"),
                             ("latency_ms_per_clip", "Inference latency ms per clip", "{:.3g}"), ("peak_mem_mb", "Peak memory MB", "{:.3g}"),
                             ("stream_ms_per_frame", "Streaming: ms per new frame", "{:.3g}")):
-        plot_bars({r["model"]: float(r[key]) for r in rows}, plots / f"{key}.png", title=title, ylabel=key, fmt=fmt)
+        plot_bars({r["model"]: float(r[key]) for r in rows if not r.get("error")}, plots / f"{key}.png", title=title, ylabel=key, fmt=fmt)
     for key, title in (("latency_ms", "Latency per clip vs clip length"), ("peak_mem_mb", "Peak memory vs clip length")):
         series = {name: ([t for t in result["lengths"]], [by_t[t][key] for t in result["lengths"]]) for name, by_t in result["scaling"].items()}
         plot_lines(series, plots / f"scaling_{key}.png", title=title, xlabel="frames T", ylabel=key, logx=True, logy=True)

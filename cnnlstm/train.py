@@ -161,6 +161,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
     skip_total = SkipLog()
     stopped_early = False
     last_val = None
+    bad_steps = 0  # consecutive steps with non-finite gradients
     with _StopFlag() as stop:
         for phase in phases:
             if state and state["epoch"] >= phase.end_epoch:
@@ -193,6 +194,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 train_source.set_epoch(epoch)
                 step_model.train()
                 skips, seen, loss_sum, tick = SkipLog(), 0, 0.0, time.perf_counter()
+                skipped_steps = 0
                 bar = tqdm(total=per_epoch - start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}]", unit="batch",
                            disable=not main or not cfg.progress, leave=False)
                 for batch_index, batch in enumerate(loader, start=start_batch):
@@ -205,11 +207,19 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                             loss = F.cross_entropy(out.logits.float(), batch.labels.to(device))
                         optimizer.zero_grad(set_to_none=True)
                         scaler.scale(loss).backward()
-                        if cfg.grad_clip > 0:
-                            scaler.unscale_(optimizer)
-                            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                        scaler.step(optimizer)
-                        scaler.update()
+                        scaler.unscale_(optimizer)
+                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+                        if torch.isfinite(norm) or scaler.is_enabled():  # fp16: the GradScaler skips inf steps itself
+                            scaler.step(optimizer)
+                            scaler.update()
+                            bad_steps = 0
+                        else:  # bf16/fp32: an inf gradient would turn the weights into NaN; skip the step
+                            bad_steps += 1
+                            skipped_steps += 1
+                            if bad_steps >= 10:
+                                raise FloatingPointError(
+                                    f"non-finite gradients in {bad_steps} steps in a row (step {step}): training diverged. "
+                                    "Lower --lr, or try --precision fp32")
                         seen += len(batch)
                         loss_sum += loss.item() * len(batch)
                     scheduler.step()
@@ -232,7 +242,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 bar.close()
                 start_batch = 0
                 skip_total.items += skips.items
-                row = {"train_loss": loss_sum / max(seen, 1), "train_skipped": len(skips), "lr": max(scheduler.get_last_lr()),
+                row = {"train_loss": loss_sum / max(seen, 1), "train_skipped": len(skips), "nonfinite_steps": skipped_steps,
+                       "lr": max(scheduler.get_last_lr()),
                        "epoch_s": time.perf_counter() - tick}
                 if val_source is not None:
                     val_loader = make_loader(val_source, batch_size=max(1, cfg.batch_size // dist_info.world_size), workers=cfg.workers,

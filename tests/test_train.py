@@ -1,6 +1,7 @@
 """fit(), evaluate(), predict() end to end on tiny synthetic videos; exact resume; phases."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnlstm.cli import main
 from cnnlstm.config import resolve_config
@@ -121,3 +123,25 @@ def test_cli_rejects_unknown_keys_and_reads_recipes(tmp_path, capsys):
     recipe.write_text("lr: 0.01\nmodel: mean_pool\n")
     cfg = resolve_config(recipe, {"lr": "0.5"})
     assert cfg.model == "mean_pool" and cfg.lr == 0.5  # command line beats recipe beats defaults
+
+
+def test_divergence_skips_non_finite_steps_then_stops_with_a_clear_error(data, tmp_path, monkeypatch):
+    import cnnlstm.train as train_module
+
+    original = train_module.build_model
+
+    def build_with_inf_gradients(cfg, num_classes):
+        model = original(cfg, num_classes)
+        model.head.register_full_backward_hook(lambda m, grad_in, grad_out: (torch.full_like(grad_in[0], float("inf")),))
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build_with_inf_gradients)
+    steps = []
+    cfg = config(data, tmp_path / "run", epochs=5, schedule="full", cache="off", val=None, precision="fp32")
+    with pytest.raises(FloatingPointError, match="non-finite gradients in 10 steps in a row"):
+        fit(cfg, on_step=steps.append, log=lambda *_: None)
+    assert len(steps) == 9  # the 10th bad step raises before on_step
+    from safetensors.torch import load_file
+
+    for checkpoint in (tmp_path / "run" / "checkpoints").glob("step-*"):  # skipped steps left the weights finite
+        assert all(torch.isfinite(v).all() for v in load_file(checkpoint / "model.safetensors").values() if v.is_floating_point())
