@@ -137,7 +137,9 @@ def _train_one(base: TrainConfig, name: str, out: Path, log) -> tuple[Path, floa
     if run.exists():
         shutil.rmtree(run)  # a comparison always trains from scratch
     cfg = dataclasses.replace(base, model=name, out=str(run))
-    fit(cfg, log=lambda line: log(f"  [{name}] {line}") if "[" in line else None)
+    summary = fit(cfg, log=lambda line: log(f"  [{name}] {line}") if "[" in line else None)
+    if summary.get("stopped"):  # SIGTERM / Ctrl-C stop the whole comparison, not just this model
+        raise KeyboardInterrupt(f"stopped while training {name}")
     epochs = [r["epoch_s"] for r in read_metrics(run) if "epoch_s" in r]
     return run, (sum(epochs) / len(epochs)) if epochs else float("nan")
 
