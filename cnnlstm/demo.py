@@ -39,7 +39,7 @@ def _train_config(cfg: DemoConfig, data: Path, out: Path, model: str) -> TrainCo
         size=cfg.size, frames=cfg.frames, epochs=cfg.epochs, batch_size=16, lr=3e-3, weight_decay=0.01,
         hidden_size=None if model == "mean_pool" else 64, dropout=None if model == "mean_pool" else 0.1,
         schedule="full", cache="off", temporal_jitter=False, min_crop_scale=0.8, workers=cfg.workers,
-        seed=cfg.seed, log_every=10**6, checkpoint_every=0,
+        seed=cfg.seed, log_every=10**6, checkpoint_every=0, progress=False,
     )
 
 
