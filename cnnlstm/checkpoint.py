@@ -8,6 +8,7 @@ names the newest complete one; a damaged latest falls back, loudly, to the previ
 """
 from __future__ import annotations
 
+import io
 import os
 import random
 import shutil
@@ -121,8 +122,6 @@ class Checkpoints:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_weights(model, tmp / "model.safetensors")
-        import io
-
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write_bytes(tmp / "state.pt", buffer.getvalue())

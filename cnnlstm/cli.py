@@ -71,9 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import resolve_config
     from .train import fit
 
-    overrides = {k: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-    overrides = {k[4:]: v for k, v in overrides.items()}
-    cfg = resolve_config(args.config, overrides)
+    cfg = resolve_config(args.config, _config_overrides(args))
     if not cfg.data:
         print("cnnlstm train: --data SPEC is required (in the recipe or on the command line)", file=sys.stderr)
         return 2
@@ -127,7 +125,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
     from .config import resolve_config
 
-    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    overrides = _config_overrides(args)
     out = overrides.pop("out", None) or "runs/compare"
     base = resolve_config(args.config, {**overrides, "out": out})
     if not base.data or not base.val:
@@ -138,6 +136,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare(base, models, out, lengths=lengths)
     print((Path(out) / "compare.md").read_text())
     return 0 if result["rows"] else 1
+
+
+def _config_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The config keys given on the command line (options added by ``_add_config_options``)."""
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:

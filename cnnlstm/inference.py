@@ -26,6 +26,7 @@ from .data.sampling import SamplerConfig, sample_indices
 from .data.transforms import DataConfig, average_views, eval_transform
 from .distributed import pick_device
 from .metrics import classification_report
+from .train import build_model, collect_logits, data_config
 
 
 @dataclass
@@ -44,8 +45,6 @@ class LoadedRun:
 
 def load_run(run_dir: str | os.PathLike, *, device: str = "auto", weights: str = "model.safetensors") -> LoadedRun:
     """Rebuild the trained model of a run directory, in eval mode."""
-    from .train import build_model, data_config
-
     run = Path(run_dir)
     for name in ("config.yaml", "labels.json", weights):
         if not (run / name).is_file():
@@ -56,22 +55,6 @@ def load_run(run_dir: str | os.PathLike, *, device: str = "auto", weights: str =
     load_weights(model, run / weights)
     dev = pick_device(device)
     return LoadedRun(run, cfg, classes, model.to(dev).eval(), data_config(cfg, model), dev)
-
-
-def _logits(loaded: LoadedRun, dataset, batch_size: int, workers: int):
-    loader = make_loader(dataset, batch_size=batch_size, workers=workers)
-    logits, targets, indices, skipped = [], [], [], []
-    with torch.inference_mode():
-        for batch in loader:
-            skipped += batch.skipped
-            if len(batch):
-                out = loaded.model(batch.clips.to(loaded.device), batch.lengths.to(loaded.device))
-                logits.append(out.logits.float().cpu())
-                targets.append(batch.labels)
-                indices += [m["index"] for m in batch.meta]
-    if not logits:
-        return torch.empty(0, len(loaded.classes)), torch.empty(0, dtype=torch.long), [], skipped
-    return torch.cat(logits), torch.cat(targets), indices, skipped
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str | os.PathLike | None = None,
@@ -89,7 +72,8 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str |
     for v in range(views):
         dataset = VideoDataset(data, root=root, classes=loaded.classes, sampler=loaded.sampler((v + 0.5) / views),
                                transform=eval_transform(loaded.data_cfg), on_error="skip")
-        logits, targets, indices, bad = _logits(loaded, dataset, batch_size, workers)
+        loader = make_loader(dataset, batch_size=batch_size, workers=workers)
+        logits, targets, indices, bad = collect_logits(loaded.model, loader, loaded.device)
         views_out.append({i: (row, t) for i, row, t in zip(indices, logits, targets.tolist())})
         skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
     common = sorted(set.intersection(*(set(v) for v in views_out)))  # videos that decoded in every view

@@ -53,10 +53,10 @@ def sampler_config(cfg: TrainConfig) -> SamplerConfig:
     return SamplerConfig(kind=cfg.sampler, num_frames=cfg.frames, stride=cfg.stride, short=cfg.short)
 
 
-def evaluate_loader(model, loader, device, autocast) -> tuple[torch.Tensor, torch.Tensor, list[dict], float]:
-    """Logits (N, K), targets (N,), skipped videos and the mean loss over a loader."""
+def collect_logits(model, loader, device, autocast=nullcontext) -> tuple[torch.Tensor, torch.Tensor, list[int], list[dict]]:
+    """Run ``model`` over a loader: logits (N, K), targets (N,), dataset indices and skipped videos."""
     model.eval()
-    logits, targets, skipped = [], [], []
+    logits, targets, indices, skipped = [], [], [], []
     with torch.inference_mode():
         for batch in loader:
             skipped += batch.skipped
@@ -66,10 +66,10 @@ def evaluate_loader(model, loader, device, autocast) -> tuple[torch.Tensor, torc
                 out = model(batch.clips.to(device), batch.lengths.to(device))
             logits.append(out.logits.float().cpu())
             targets.append(batch.labels)
+            indices += [m["index"] for m in batch.meta]
     if not logits:
-        return torch.empty(0, 0), torch.empty(0, dtype=torch.long), skipped, float("nan")
-    logits, targets = torch.cat(logits), torch.cat(targets)
-    return logits, targets, skipped, F.cross_entropy(logits, targets, ignore_index=-1).item()
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long), [], skipped
+    return torch.cat(logits), torch.cat(targets), indices, skipped
 
 
 class _StopFlag:
@@ -248,7 +248,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 if val_source is not None:
                     val_loader = make_loader(val_source, batch_size=max(1, cfg.batch_size // dist_info.world_size), workers=cfg.workers,
                                              sampler=_shard(len(val_source), dist_info))
-                    logits, targets, val_skipped, _ = evaluate_loader(model, val_loader, device, autocast)
+                    logits, targets, _, val_skipped = collect_logits(model, val_loader, device, autocast)
                     logits, targets = _gather(dist_info, logits, targets)
                     if len(targets):
                         last_val = (logits, targets)
