@@ -43,9 +43,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic dataset of real video files whose classes differ only in frame order."""
     from .data.synth import SynthConfig, synthesize
 
-    if args.task != "classify":
-        print(f"cnnlstm synth: task {args.task!r} is not available yet; choose 'classify'", file=sys.stderr)
-        return 2
     cfg = SynthConfig(task=args.task, videos_per_class=args.videos_per_class, test_per_class=args.test_per_class,
                       size=args.size, seed=args.seed)
     summary = synthesize(args.out, cfg, progress=not args.quiet)
@@ -247,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.set_defaults(func=cmd_demo)
+
+    # live video: each module registers its own subcommand (and imports its heavy parts lazily)
+    from . import export, serve, stream
+
+    for module in (stream, export, serve):
+        module.add_parser(sub)
     return parser
 
 

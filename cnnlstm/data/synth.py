@@ -29,7 +29,7 @@ from .._optional import require
 from .encode import write_video
 from .synth_classify import CLASSES, DESCRIPTIONS, MIN_FRAMES, render_clip
 
-TASKS = ("classify",)
+TASKS = ("classify", "segment", "caption")
 _SPLITS = {"train": 0, "test": 1}  # part of each video's seed
 _GENERATOR = "cnnlstm.data.synth"
 _VIDEO_NAME = re.compile(r"^(train|test)_\d{4}\.[a-z0-9]+$")
@@ -173,6 +173,14 @@ def synthesize(out_dir: str | os.PathLike, config: SynthConfig = SynthConfig(), 
     folder), ``train_csv``, ``test_csv`` and ``seconds``. An earlier synthesize() output in the
     same folder is replaced; a folder holding other files with the same names is refused.
     """
+    if config.task == "segment":
+        from .synth_segment import synthesize_segment
+
+        return synthesize_segment(out_dir, config, progress=progress)
+    if config.task == "caption":
+        from .synth_caption import synthesize_caption
+
+        return synthesize_caption(out_dir, config, progress=progress)
     start = time.perf_counter()
     av = require("av", purpose="writing the synthetic videos")
     missing = sorted({codec for _, codec in config.formats} - set(av.codecs_available))

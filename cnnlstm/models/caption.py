@@ -1,0 +1,1 @@
+"""Captioning model: CNN encoder, LSTM decoder with attention (being written)."""

@@ -1,0 +1,1 @@
+"""Autoregressive per-frame label decoder (being written)."""
