@@ -20,11 +20,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     rows = []
     for name in list_models(args.pattern):
-        model = create_model(name, num_classes=2, backbone="test_tiny")  # tiny: only for its properties
+        model = create_model(name, num_classes=8, backbone="test_tiny")  # tiny: only for its properties
         doc = " ".join((MODELS.get(name).__doc__ or "").split()).split(". ")[0].rstrip(".")
         rows.append({
             "name": name,
-            "output": "per-frame" if model.per_frame else "clip",
+            "output": "caption" if getattr(model, "task", None) == "caption" else "per-frame" if model.per_frame else "clip",
             "streamable": model.streamable,
             "description": doc,
         })
@@ -86,6 +86,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    if report.get("task") == "segment":
+        print(f"{report['num_videos']} videos: frame accuracy {report['frame_accuracy']:.1%}  edit {report['edit']:.1%}  "
+              f"F1@10/25/50 {report['f1@10']:.1%} / {report['f1@25']:.1%} / {report['f1@50']:.1%}  mAP@0.5 {report['map@0.5']:.1%}")
+        for path in report.get("timeline_plots", []):
+            print(f"timeline: {path}")
+    elif report.get("task") == "caption":
+        print(f"{report['num_videos']} videos (beam {report['beam_size']}): BLEU-1 {report['bleu1']:.3f}  BLEU-4 {report['bleu4']:.3f}  "
+              f"CIDEr-D {report['cider']:.3f}")
+        for row in report["captions"][:10]:
+            print(f"  {Path(row['path']).name}: {row['caption']!r}   (reference: {row['references'][0]!r})")
+    if report.get("task") in ("segment", "caption"):
+        for item in report["skipped"]:
+            print(f"skipped: {item['message']}")
+        return 0
     print(f"{report['num_videos']} videos ({args.views} view(s)): top-1 {report['top1']:.1%}  top-{report.get('top5_k', 5)} "
           f"{report['top5']:.1%}  mean class accuracy {report['mean_class_accuracy']:.1%}")
     print(format_per_class(report["per_class"]))
@@ -110,8 +124,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if "error" in r:
                 print(f"{r['path']}: ERROR {r['error']}")
                 continue
-            top = ", ".join(f"{label} {score:.1%}" for label, score in r["topk"])
-            print(f"{r['path']}: {r['label']} ({r['score']:.1%})   top-{len(r['topk'])}: {top}")
+            if "caption" in r:
+                print(f"{r['path']}: {r['caption']}")
+            elif "segments" in r:
+                print(f"{r['path']}: {len(r['segments'])} segment(s), mostly {r['label']}")
+                for seg in r["segments"]:
+                    print(f"  {seg['start']:8.2f}s - {seg['end']:8.2f}s  {seg['label']}  ({seg['score']:.1%})")
+            else:
+                top = ", ".join(f"{label} {score:.1%}" for label, score in r["topk"])
+                print(f"{r['path']}: {r['label']} ({r['score']:.1%})   top-{len(r['topk'])}: {top}")
             if r.get("plot"):
                 print(f"  plot: {r['plot']}")
     return 0 if all("error" not in r for r in results) else 1
@@ -207,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on a dataset")
     p.add_argument("run", help="run directory written by cnnlstm train")
-    p.add_argument("--data", required=True, help="dataset SPEC (folder, CSV/list, UCF split file, Kinetics CSV)")
+    p.add_argument("--data", required=True, help="dataset SPEC (folder, CSV/list, UCF split file, Kinetics CSV); "
+                   "a segments file for segment runs, a captions file for caption runs")
     p.add_argument("--root", default=None)
     p.add_argument("--views", type=int, default=1, help="temporal views per video, logits averaged")
     p.add_argument("--batch-size", type=int, default=8)

@@ -23,7 +23,7 @@ class TrainConfig:
     val: str | None = None  # SPEC of the validation set (none: no validation)
     root: str | None = None  # folder relative video paths start from
     out: str = "runs/train"  # run directory
-    task: str = "classify"
+    task: str = "classify"  # classify | segment (per-frame labels from a segments file) | caption
     # model
     model: str = "cnn_lstm"
     backbone: str = "resnet18"
@@ -70,9 +70,19 @@ class TrainConfig:
     on_error: str = "skip"  # bad videos: skip (and count) | raise
     log_every: int = 10
     progress: bool = True  # tqdm progress bars (batches, loss, clips/s)
+    # dense tasks
+    background: str = "background"  # segment: the class of frames outside every segment (index 0)
+    teacher_forcing: float = 1.0  # caption / autoregressive labels: share of ground-truth tokens fed to the decoder
+    teacher_forcing_end: float | None = None  # scheduled sampling: decay linearly to this by the last epoch (None: constant)
+    min_word_freq: int = 1  # caption: words seen fewer times in the training captions become <unk>
+    max_caption_len: int = 20  # caption: generation stops after this many words
+    beam_size: int = 3  # caption: beam width for evaluate/predict (1: greedy)
+    length_penalty: float = 1.0  # caption: beam score = log-prob / length ** length_penalty
+    smooth: int = 1  # segment: majority filter over this many frames before cutting segments (predict)
+    min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour (predict)
 
     def __post_init__(self) -> None:
-        choices = {"task": ("classify",), "schedule": ("gradual", "frozen", "full"), "pool": ("avg", "attention"),
+        choices = {"task": ("classify", "segment", "caption"), "schedule": ("gradual", "frozen", "full"), "pool": ("avg", "attention"),
                    "precision": ("auto", "fp32", "bf16", "fp16"), "on_error": ("skip", "raise"),
                    "sampler": ("uniform", "random_clip", "fps"), "short": ("pad", "loop", "keep")}
         for key, allowed in choices.items():
@@ -80,13 +90,17 @@ class TrainConfig:
                 raise ValueError(f"{key} must be one of {list(allowed)}; got {getattr(self, key)!r}")
         if not 0 < self.min_crop_scale <= 1:
             raise ValueError(f"min_crop_scale must be in (0, 1]; got {self.min_crop_scale}")
-        for key in ("frames", "size", "epochs", "batch_size"):
+        for key in ("teacher_forcing", "teacher_forcing_end"):
+            value = getattr(self, key)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{key} must be in [0, 1]; got {value}")
+        for key in ("frames", "size", "epochs", "batch_size", "min_word_freq", "max_caption_len", "beam_size", "smooth", "min_segment"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
 
 
 # fields that define the model and the data it expects: resuming with a different value is an error
-ARCHITECTURE_KEYS = ("task", "model", "backbone", "pool", "hidden_size", "dropout", "frames", "size", "sampler", "stride", "short")
+ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout", "frames", "size", "sampler", "stride", "short")
 
 
 def _field_types() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""fit(): one plain PyTorch training loop for clip classification.
+"""fit(): one plain PyTorch training loop for every task (classify, segment, caption; see tasks.py).
 
 Reads top to bottom: set up (processes, seed, data, model), then for each phase of the schedule
 (gradual unfreezing: a fresh optimizer per phase) run epochs of steps; validate every epoch;
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import distributed
@@ -24,14 +23,13 @@ from ._optional import available
 from .checkpoint import Checkpoints, atomic_write_text, capture_rng, restore_rng, save_weights, unwrap
 from .config import ARCHITECTURE_KEYS, TrainConfig, diff_configs, dump_yaml, load_saved_config
 from .data.datasets import EpochBatchSampler, SkipLog, VideoDataset, make_loader
-from .data.formats import check_group_leakage, load_spec
 from .data.sampling import SamplerConfig
 from .data.transforms import DataConfig, eval_transform, train_transform
 from .models import create_model
 from .models._registry import MODELS
-from .metrics import topk_accuracy
 from .optim import Phase, apply_phase, build_optimizer, build_scheduler, pick_precision, plan_phases
 from .runlog import RunLog
+from .tasks import get_task
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
@@ -120,18 +118,17 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
         raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another --out")
 
     # --- data -------------------------------------------------------------------------------
-    train_list = load_spec(cfg.data, root=cfg.root)
-    classes = train_list.classes
-    val_list = load_spec(cfg.val, root=cfg.root, classes=classes) if cfg.val else None
-    if val_list is not None:
-        for message in check_group_leakage(train_list, val_list):
-            say(f"warning: {message}")
+    task = get_task(cfg.task)
+    data = task.load(cfg, say)
+    classes = data.labels  # class names, or the vocabulary for captioning
     model = build_model(cfg, len(classes))
+    task.check_model(model)
     data_cfg = data_config(cfg, model)
-    train_ds = VideoDataset(train_list, sampler=sampler_config(cfg), transform=train_transform(data_cfg, flip=cfg.flip, scale=(cfg.min_crop_scale, 1.0)),
-                            train=cfg.temporal_jitter, classes=classes, on_error=cfg.on_error, seed=cfg.seed)
-    val_ds = VideoDataset(val_list, sampler=sampler_config(cfg), transform=eval_transform(data_cfg), train=False,
-                          classes=classes, on_error=cfg.on_error, seed=cfg.seed) if val_list else None
+    named = classes if cfg.task == "classify" else None  # dense tasks label through their targets
+    train_ds = VideoDataset(data.train, sampler=sampler_config(cfg), transform=train_transform(data_cfg, flip=cfg.flip, scale=(cfg.min_crop_scale, 1.0)),
+                            train=cfg.temporal_jitter, classes=named, on_error=cfg.on_error, seed=cfg.seed, targets=data.train_targets)
+    val_ds = VideoDataset(data.val, sampler=sampler_config(cfg), transform=eval_transform(data_cfg), train=False,
+                          classes=named, on_error=cfg.on_error, seed=cfg.seed, targets=data.val_targets) if data.val else None
     fingerprint = {"num_videos": len(train_ds), "classes": classes}
 
     # --- model and run directory ------------------------------------------------------------
@@ -146,6 +143,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.yaml", dump_yaml(cfg))
         atomic_write_text(run / "labels.json", json.dumps(classes, indent=2))
+        task.save(run, data)
     phases = plan_phases(cfg)
     state = checkpoints.load(resume_from, model) if resume_from is not None else None
     runlog = RunLog(run, enabled=main, resume_step=state["step"] if state else None)
@@ -153,11 +151,11 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
         if state["fingerprint"] != fingerprint:
             raise ValueError(f"cannot resume {run}: the dataset changed ({state['fingerprint']} -> {fingerprint})")
         say(f"resuming from {resume_from.name}: epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
-    say(f"training {cfg.model} ({cfg.backbone}) on {len(train_ds)} videos, {len(classes)} classes, "
+    say(f"training {cfg.model} ({cfg.backbone}) for {cfg.task} on {len(train_ds)} videos, {len(classes)} {'tokens' if cfg.task == 'caption' else 'classes'}, "
         f"{dist_info.world_size} process(es) on {device}, precision {precision}")
 
     step = state["step"] if state else 0
-    best = state["best"] if state else {"top1": -1.0, "epoch": -1}
+    best = state["best"] if state else {"score": float("-inf"), "epoch": -1}
     skip_total = SkipLog()
     stopped_early = False
     last_val = None
@@ -202,9 +200,9 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                         break
                     skips.update(batch)
                     if len(batch):
+                        progress = (epoch + batch_index / per_epoch) / cfg.epochs  # for scheduled sampling
                         with autocast():
-                            out = step_model(batch.clips.to(device, non_blocking=True), batch.lengths.to(device))
-                            loss = F.cross_entropy(out.logits.float(), batch.labels.to(device))
+                            loss = task.loss(step_model, batch, device, cfg, progress)
                         optimizer.zero_grad(set_to_none=True)
                         scaler.scale(loss).backward()
                         scaler.unscale_(optimizer)
@@ -248,27 +246,24 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 if val_source is not None:
                     val_loader = make_loader(val_source, batch_size=max(1, cfg.batch_size // dist_info.world_size), workers=cfg.workers,
                                              sampler=_shard(len(val_source), dist_info))
-                    logits, targets, _, val_skipped = collect_logits(model, val_loader, device, autocast)
-                    logits, targets = _gather(dist_info, logits, targets)
-                    if len(targets):
-                        last_val = (logits, targets)
-                        row.update(val_loss=F.cross_entropy(logits, targets, ignore_index=-1).item(),
-                                   val_top1=topk_accuracy(logits, targets, ks=(1,))[1], val_skipped=len(val_skipped))
+                    val_row, val_score, val_last = task.validate(model, val_loader, device, autocast, data, cfg, dist_info)
+                    row.update(val_row)
+                    last_val = val_last if val_last is not None else last_val
                 runlog.scalars(step, row, epoch=epoch + 1, phase=phase.name)
                 say(f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}] " + " ".join(
                     f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
                 if skips.items:
                     say(skips.summary())
-                score = row.get("val_top1", -row["train_loss"])
-                if main and score > best["top1"]:
-                    best = {"top1": score, "epoch": epoch + 1}
+                score = row.get(task.score_name, -row["train_loss"])
+                if main and score > best["score"]:
+                    best = {"score": score, "epoch": epoch + 1}
                     save_weights(model, run / "model.safetensors")
                 if main:
                     end = {"epoch": epoch + 1, "batch_in_epoch": 0}
                     checkpoints.save(step, model, _train_state(step, end, optimizer, scheduler, scaler, best, fingerprint))
                 distributed.barrier(dist_info)
                 if cfg.early_stop and epoch + 1 - best["epoch"] >= cfg.early_stop:
-                    say(f"early stop: no better val top-1 for {cfg.early_stop} epochs (best {best['top1']:.4f} at epoch {best['epoch']})")
+                    say(f"early stop: no better {task.score_name} for {cfg.early_stop} epochs (best {best['score']:.4f} at epoch {best['epoch']})")
                     stopped_early = True
                     break
                 if cfg.dry_run:
@@ -279,14 +274,12 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
         save_weights(model, run / "last.safetensors")
         runlog.finish()
         if last_val is not None and available("matplotlib"):
-            from .metrics import confusion_matrix
-            from .viz import plot_confusion
-
-            confusion = confusion_matrix(last_val[0].argmax(1), last_val[1], len(classes))
-            plot_confusion(confusion, classes, run / "plots" / "confusion_val.png", title="last epoch: validation confusion")
+            task.final_plot(last_val, classes, run)
     distributed.barrier(dist_info)
-    summary = {"run": str(run), "best_epoch": best["epoch"], "best_val_top1": best["top1"] if cfg.val else None,
-               "steps": step, "skipped": skip_total.items, "classes": classes}
+    summary = {"run": str(run), "task": cfg.task, "best_epoch": best["epoch"], "best_score_name": task.score_name,
+               "best_val_score": best["score"] if cfg.val else None, "steps": step, "skipped": skip_total.items, "classes": classes}
+    if cfg.task == "classify":
+        summary["best_val_top1"] = summary["best_val_score"]
     if main:
         atomic_write_text(run / "summary.json", json.dumps(summary, indent=2))
     distributed.cleanup(dist_info)
@@ -304,16 +297,6 @@ def _shard(n: int, info: distributed.DistInfo):
     return list(range(info.rank, n, info.world_size))
 
 
-def _gather(info: distributed.DistInfo, logits: torch.Tensor, targets: torch.Tensor):
-    if not info.enabled:
-        return logits, targets
-    parts = distributed.gather_objects(info, (logits, targets))
-    parts = [p for p in parts if len(p[1])]
-    if not parts:
-        return logits, targets
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
 def _phase_datasets(cfg, model, phase: Phase, train_ds, val_ds, info, run: Path, say):
     """While the backbone is frozen (and the cache is on), train and validate on cached features.
 
@@ -327,8 +310,7 @@ def _phase_datasets(cfg, model, phase: Phase, train_ds, val_ds, info, run: Path,
 
     root = run / "cache" if cfg.cache == "auto" else Path(cfg.cache)
     if cfg.cache_views == 1:
-        train_ds = VideoDataset(train_ds.videos, sampler=train_ds.sampler, transform=eval_transform(data_config(cfg, model)),
-                                train=False, classes=train_ds.classes, on_error=cfg.on_error, seed=cfg.seed)
+        train_ds = train_ds.variant(transform=eval_transform(data_config(cfg, model)), train=False)
     out = []
     for name, dataset, views in (("train", train_ds, cfg.cache_views), ("val", val_ds, 1)):
         if dataset is None:

@@ -40,10 +40,3 @@ def test_synth_then_demo_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "chance: 16.7%" in out and "report.html" in out
     assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000  # plots embedded
-
-
-@pytest.mark.parametrize("argv", [["synth", "x", "--task", "segment"]])
-def test_unavailable_choices_fail_cleanly(argv, tmp_path, capsys):
-    argv = [a if a != "x" else str(tmp_path / "x") for a in argv]
-    assert main(argv) == 2
-    assert "not available yet" in capsys.readouterr().err

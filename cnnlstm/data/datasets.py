@@ -9,6 +9,7 @@ default) turns it into a record that :func:`collate_videos` drops from the batch
 """
 from __future__ import annotations
 
+import copy
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class VideoDataset(Dataset):
         strict: bool = False,
         threads: int = 1,
         seed: int = 0,
+        targets: Callable[..., Any] | None = None,
     ):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}; got {on_error!r}")
@@ -69,6 +71,7 @@ class VideoDataset(Dataset):
         self.on_error, self.max_consecutive_errors = on_error, max_consecutive_errors
         self.backend, self.decode_size, self.limits, self.strict = backend, decode_size, limits, strict
         self.threads, self.seed, self.epoch = threads, seed, 0
+        self.targets = targets
         self._consecutive_errors = 0  # per worker process
 
     def __len__(self) -> int:
@@ -77,6 +80,22 @@ class VideoDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def variant(self, **changes: Any) -> "VideoDataset":
+        """A copy with some attributes changed (e.g. ``transform``, ``train``), targets included."""
+        new = copy.copy(self)
+        for key, value in changes.items():
+            if not hasattr(self, key):
+                raise AttributeError(f"VideoDataset has no attribute {key!r}")
+            setattr(new, key, value)
+        return new
+
+    def target_of(self, item: VideoItem, frame_indices: torch.Tensor, fps: float | None, generator: torch.Generator | None = None):
+        """The training target of a sampled clip: the class index, or what ``targets`` makes of
+        (item, frame indices, fps, generator), e.g. per-frame labels (T,) or caption tokens (L,)."""
+        if self.targets is None:
+            return self.label_of(item)
+        return self.targets(item, frame_indices, fps, generator)
+
     def label_of(self, item: VideoItem) -> int:
         if item.label is None:
             return -1
@@ -84,7 +103,7 @@ class VideoDataset(Dataset):
             raise ValueError(f"{item.path}: label {item.label!r} is not one of the classes {self.classes}")
         return self._label_index[item.label]
 
-    def _read(self, item: VideoItem, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _read(self, item: VideoItem, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
         with VideoReader(item.path, backend=self.backend, threads=self.threads, strict=self.strict, limits=self.limits) as reader:
             info = reader.info
             first, count = 0, info.num_frames
@@ -94,13 +113,13 @@ class VideoDataset(Dataset):
                 count = max(1, min(int(item.end * info.fps), info.num_frames) - first)
             indices = sample_indices(self.sampler, count, fps=info.fps, train=self.train, generator=generator) + first  # (T,)
             frames = reader.get_frames(indices, size=self.decode_size)  # (T, C, H, W) uint8
-        return frames, indices
+        return frames, indices, info.fps
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.videos.items[index]
         generator = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, index))
         try:
-            frames, indices = self._read(item, generator)
+            frames, indices, fps = self._read(item, generator)
         except VideoError as exc:
             if self.on_error == "raise":
                 raise
@@ -113,7 +132,8 @@ class VideoDataset(Dataset):
             return {"error": exc.reason, "message": str(exc), "path": item.path, "index": index}
         self._consecutive_errors = 0
         clip = self.transform(frames, generator=generator) if self.transform is not None else frames
-        return {"clip": clip, "label": self.label_of(item), "path": item.path, "index": index, "frame_indices": indices}
+        return {"clip": clip, "label": self.target_of(item, indices, fps, generator), "path": item.path, "index": index,
+                "frame_indices": indices, "fps": fps}
 
 
 def collate_videos(samples: Sequence[dict]) -> ClipBatch:

@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from .._optional import require
-from .datasets import VideoDataset, make_loader
+from .datasets import VideoDataset, _item_seed, make_loader
 
 FORMAT_VERSION = 1
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -276,11 +276,14 @@ class FeatureCache:
             raise ValueError(f"unexpected tensors {feats.dtype} {tuple(feats.shape)}, {tuple(indices.shape)}")
         if digest != _blake(_tensor_bytes(feats), _tensor_bytes(indices)).hexdigest():
             raise ValueError("checksum mismatch")
-        return {"features": feats, "frame_indices": indices}
+        entry = {"features": feats, "frame_indices": indices}
+        if "fps" in tensors:
+            entry["fps"] = float(tensors["fps"][0])
+        return entry
 
     def put(self, video_path: str | os.PathLike, features: Tensor, frame_indices: Tensor, view: int = 0, *,
-            segment: tuple | None = None) -> None:
-        """Store features (T, D) and frame indices (T,) for the video, atomically."""
+            segment: tuple | None = None, fps: float | None = None) -> None:
+        """Store features (T, D), frame indices (T,) and the video's fps (for time-based targets), atomically."""
         D = self.key["num_features"]
         if features.ndim != 2 or features.shape[1] != D or frame_indices.shape != features.shape[:1]:
             raise ValueError(f"need features (T, D={D}) and frame_indices (T,); got {tuple(features.shape)} "
@@ -292,7 +295,10 @@ class FeatureCache:
         indices = frame_indices.detach().to("cpu", torch.int64).contiguous()  # (T,)
         meta["digest"] = _blake(_tensor_bytes(feats), _tensor_bytes(indices)).hexdigest()
         save = require("safetensors.torch", purpose="the feature cache").save
-        _atomic_write(path, save({"features": feats, "frame_indices": indices}, metadata=meta))
+        tensors = {"features": feats, "frame_indices": indices}
+        if fps is not None:
+            tensors["fps"] = torch.tensor([float(fps)], dtype=torch.float64)
+        _atomic_write(path, save(tensors, metadata=meta))
 
     def has(self, index: int, view: int = 0) -> bool:
         """True when dataset item ``index`` has a complete entry (reads only the header)."""
@@ -356,7 +362,7 @@ def extract_features(cache: FeatureCache, *, batch_size: int = 8, workers: int =
                     for b, meta in enumerate(batch.meta):
                         n = int(batch.lengths[b])
                         item = dataset.videos.items[meta["index"]]
-                        cache.put(item.path, feats[b, :n], meta["frame_indices"], v, segment=_segment(item))
+                        cache.put(item.path, feats[b, :n], meta["frame_indices"], v, segment=_segment(item), fps=meta.get("fps"))
                     stats["extracted"] += len(batch)
                     frames += int(batch.lengths.sum())
     finally:
@@ -376,7 +382,7 @@ class CachedFeatureDataset(Dataset):
     """
 
     def __init__(self, cache: FeatureCache, *, dtype: torch.dtype = torch.float32):
-        self.cache, self.dtype, self.view = cache, dtype, 0
+        self.cache, self.dtype, self.view, self.epoch = cache, dtype, 0, 0
 
     def __len__(self) -> int:
         return len(self.cache.dataset)
@@ -386,7 +392,7 @@ class CachedFeatureDataset(Dataset):
         return self.cache.dataset.classes
 
     def set_epoch(self, epoch: int) -> None:
-        self.view = epoch % self.cache.views
+        self.view, self.epoch = epoch % self.cache.views, epoch
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         dataset = self.cache.dataset
@@ -396,8 +402,10 @@ class CachedFeatureDataset(Dataset):
             message = (f"{item.path}: no cached features (view {self.view}) in {self.cache.dir}; "
                        "a bad video, or extract_features has not run for it")
             return {"error": "missing", "message": message, "path": item.path, "index": index}
-        return {"clip": entry["features"].to(self.dtype), "label": dataset.label_of(item), "path": item.path,
-                "index": index, "frame_indices": entry["frame_indices"]}
+        generator = torch.Generator().manual_seed(_item_seed(dataset.seed, self.epoch, index))
+        label = dataset.target_of(item, entry["frame_indices"], entry.get("fps"), generator)
+        return {"clip": entry["features"].to(self.dtype), "label": label, "path": item.path,
+                "index": index, "frame_indices": entry["frame_indices"], "fps": entry.get("fps")}
 
 
 __all__ = ["FORMAT_VERSION", "FeatureCache", "extract_features", "CachedFeatureDataset", "weights_digest"]
