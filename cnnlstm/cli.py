@@ -40,14 +40,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    """Write a synthetic dataset of real video files whose classes differ only in frame order."""
+    """Write a synthetic dataset of real video files for a task (see ``cnnlstm synth --help``)."""
     from .data.synth import SynthConfig, synthesize
 
     cfg = SynthConfig(task=args.task, videos_per_class=args.videos_per_class, test_per_class=args.test_per_class,
                       size=args.size, seed=args.seed)
     summary = synthesize(args.out, cfg, progress=not args.quiet)
-    print(f"wrote {summary['train']} train and {summary['test']} test videos of {len(summary['classes'])} classes "
-          f"to {summary['out']} ({summary['seconds']:.1f} s): train.csv, test.csv, videos/<class>/")
+    what = {"classify": f"of {len(summary.get('classes', []))} classes", "segment": "with per-frame action segments",
+            "caption": f"with captions ({len(summary.get('vocabulary', []))} words)"}[args.task]
+    layout = {"classify": "train.csv, test.csv (path,label), videos/<class>/", "segment": "train.csv, test.csv (video,start,end,label), videos/",
+              "caption": "train.csv, test.csv (video,caption), videos/"}[args.task]
+    print(f"wrote {summary['train']} train and {summary['test']} test videos {what} to {summary['out']} "
+          f"({summary['seconds']:.1f} s): {layout}")
     return 0
 
 
@@ -201,11 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("synth", help="write a synthetic video dataset (classes differ only in frame order)")
-    p.add_argument("out", help="output folder: OUT/videos/<class>/, OUT/train.csv, OUT/test.csv")
+    p = sub.add_parser("synth", help="write a synthetic video dataset (classify: classes differ only in frame order; "
+                       "segment: actions in sequence; caption: time-dependent captions)")
+    p.add_argument("out", help="output folder: OUT/videos/, OUT/train.csv, OUT/test.csv")
     p.add_argument("--task", default="classify", choices=["classify", "segment", "caption"])
-    p.add_argument("--videos-per-class", type=int, default=24, help="training videos per class")
-    p.add_argument("--test-per-class", type=int, default=8, help="test videos per class")
+    p.add_argument("--videos-per-class", type=int, default=24, help="training videos per class (segment/caption: x6 videos)")
+    p.add_argument("--test-per-class", type=int, default=8, help="test videos per class (segment/caption: x6 videos)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

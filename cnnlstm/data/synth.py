@@ -123,6 +123,8 @@ def _clear_previous(out: Path) -> None:
     videos = out / "videos"
     if videos.is_dir():
         for class_dir in videos.iterdir():
+            if class_dir.is_file() and _VIDEO_NAME.match(class_dir.name):  # a segment/caption dataset's flat layout
+                class_dir.unlink()
             if not class_dir.is_dir():
                 continue
             for file in class_dir.iterdir():
