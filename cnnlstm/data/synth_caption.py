@@ -1,0 +1,188 @@
+"""Synthetic video captioning: one object doing two actions in a row, described in order.
+
+``synthesize(out, SynthConfig(task="caption"))`` (or :func:`synthesize_caption`) writes::
+
+    OUT/videos/train_0000.mp4 ...        several containers and codecs, cycled
+    OUT/train.csv, OUT/test.csv          ``video,caption``, 3 rows (paraphrases) per video, paths relative to OUT
+    OUT/dataset.json, OUT/README.txt     what was generated and how
+
+Each video shows one object, a colour of ``COLORS`` (the rendered RGB is the named one) and a
+shape of ``SHAPES``, on a plain grey background picked for contrast, doing two different actions
+of ``ACTIONS`` one after the other (first half, second half of the clip), e.g. "a red square moves
+left then shrinks". The reverse order is a different caption, so the words are easy (colour and
+shape are visible in any frame) but their order needs the order of the frames.
+
+Letters: T frames, H/W height/width.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .._optional import require
+from ..text import tokenize
+from ._draw import _PALETTE, SHAPES, Scene, Track, _luma, render
+from .encode import write_video
+from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, _VIDEO_NAME, SynthConfig, _clear_previous
+
+COLORS = dict(zip(("red", "green", "blue", "yellow"), (tuple(map(float, c)) for c in _PALETTE[:4])))  # name -> RGB
+ACTIONS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks")
+PAIRS = tuple(itertools.permutations(ACTIONS, 2))  # 30 ordered pairs of different actions
+TEMPLATES = (
+    "a {color} {shape} {first} then {second}",
+    "the {color} {shape} {first} and then {second}",
+    "a {color} {shape} first {first} then {second}",
+)
+_MOVE = {"moves left": (-1, 0), "moves right": (1, 0), "moves up": (0, -1), "moves down": (0, 1)}  # image y grows down
+_SCALE = {"grows": 1.8, "shrinks": 1 / 1.8}
+_MARGIN = 0.02  # the object stays this far (fraction of the side) inside the frame
+
+
+def captions_for(color: str, shape: str, first: str, second: str) -> list[str]:
+    """The reference captions (paraphrases) of one video."""
+    return [t.format(color=color, shape=shape, first=first, second=second) for t in TEMPLATES]
+
+
+def plan_track(rng: np.random.Generator, num_frames: int, first: str, second: str) -> Track:
+    """Positions and sizes, shape (T,) each: ``first`` over the first half, ``second`` over the rest."""
+    u = np.linspace(0.0, 2.0, num_frames)
+    progress = (np.clip(u, 0, 1), np.clip(u - 1, 0, 1))  # (T,) each: how far each action has gone
+    r0, distance = rng.uniform(0.08, 0.11), rng.uniform(0.25, 0.32)
+    dx = sum(_MOVE.get(a, (0, 0))[0] * distance * p for a, p in zip((first, second), progress))  # (T,)
+    dy = sum(_MOVE.get(a, (0, 0))[1] * distance * p for a, p in zip((first, second), progress))  # (T,)
+    r = r0 * np.prod([_SCALE.get(a, 1.0) ** p for a, p in zip((first, second), progress)], axis=0)  # (T,)
+    margin = r.max() + _MARGIN
+    x0 = rng.uniform(margin - dx.min(), 1 - margin - dx.max())
+    y0 = rng.uniform(margin - dy.min(), 1 - margin - dy.max())
+    return Track(x=x0 + dx, y=y0 + dy, r=r, alpha=np.ones(num_frames))
+
+
+def _scene(rng: np.random.Generator, color: str, shape: str) -> Scene:
+    """The named colour on the dark or light grey farther from it in luma, light noise."""
+    rgb = np.asarray(COLORS[color], np.float32)  # (3,)
+    dark, light = rng.uniform(10, 45), rng.uniform(210, 245)
+    grey = max((dark, light), key=lambda g: abs(g - _luma(rgb)))  # a grey's luma is its value
+    return Scene(shape, tuple(map(float, rgb)), (grey, grey, grey), float(rng.uniform(0, 5)))
+
+
+def _video_rng(config: SynthConfig, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([config.seed, _SPLITS[split], index, 3])  # 3: the caption task's stream
+
+
+def render_video(config: SynthConfig, split: str, index: int, pair: tuple[str, str]) -> tuple[np.ndarray, dict]:
+    """Video ``index`` of ``split`` doing ``pair``: frames uint8 (T, H, W, 3) and what it shows."""
+    rng = _video_rng(config, split, index)
+    num_frames = int(rng.integers(config.min_frames, config.max_frames + 1))
+    color = list(COLORS)[rng.integers(len(COLORS))]
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    track = plan_track(rng, num_frames, *pair)
+    frames = render(_scene(rng, color, shape), track, config.size, rng)  # (T, H, W, 3)
+    return frames, dict(frames=num_frames, color=color, shape=shape, actions=list(pair))
+
+
+def _clear(out: Path) -> None:
+    """Remove an earlier synthesize() output (either layout); refuse a folder holding other files."""
+    try:
+        ours = json.loads((out / "dataset.json").read_text()).get("generator") == _GENERATOR
+    except (ValueError, OSError, AttributeError):
+        ours = False
+    if ours and (out / "videos").is_dir():
+        for file in (out / "videos").iterdir():
+            if file.is_file() and _VIDEO_NAME.match(file.name):
+                file.unlink()
+    _clear_previous(out)  # class folders, CSVs and the marker; raises for a foreign folder
+
+
+def _readme(config: SynthConfig, summary: dict) -> str:
+    lines = [
+        "cnnlstm synthetic video captioning dataset (written by cnnlstm.data.synth.synthesize, task=caption)",
+        "",
+        f"Each video shows one object ({', '.join(COLORS)}; {', '.join(SHAPES)}) on a plain grey background",
+        f"doing two different actions in a row ({', '.join(ACTIONS)}): the first over the first half",
+        "of the clip, the second over the rest. Its captions name them in that order, e.g.",
+        f"  {captions_for('red', 'square', 'moves left', 'shrinks')[0]!r}",
+        "so the same two actions in the other order make a different caption: a captioner needs the",
+        "order of the frames. Every video has these paraphrases:",
+        *(f"  {t}" for t in TEMPLATES),
+        "",
+        f"train: {summary['train']} videos, test: {summary['test']} videos, {config.size}x{config.size} px, "
+        f"{config.min_frames}-{config.max_frames} frames at {config.fps} fps,",
+        "containers/codecs: " + ", ".join(f"{ext} {codec}" for ext, codec in config.formats) + ".",
+        f"vocabulary ({len(summary['vocabulary'])} words): {' '.join(summary['vocabulary'])}",
+        "",
+        "Files: videos/<split>_<index>.<ext>; train.csv and test.csv (video,caption, one row per caption,",
+        "paths relative to this folder) are the split; dataset.json lists each video's colour, shape, actions.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progress: bool = False) -> dict:
+    """Write the captioning dataset into ``out_dir``; returns ``train``, ``test`` (video counts),
+    ``out``, ``train_csv``, ``test_csv``, ``seconds``, ``vocabulary`` (sorted words) and
+    ``classes`` (the six actions the captions describe).
+
+    ``config.videos_per_class * 6`` train and ``config.test_per_class * 6`` test videos; each split
+    cycles through the 30 ordered action pairs in a shuffled order. An earlier synthesize() output
+    in the folder is replaced, a folder holding other files is refused.
+    """
+    start = time.perf_counter()
+    av = require("av", purpose="writing the synthetic videos")
+    missing = sorted({codec for _, codec in config.formats} - set(av.codecs_available))
+    if missing:
+        raise ValueError(f"this PyAV/FFmpeg build cannot encode {missing}; change SynthConfig.formats")
+    out = Path(out_dir).expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    _clear(out)
+    plan = []
+    for split, per_class in (("train", config.videos_per_class), ("test", config.test_per_class)):
+        order = np.random.default_rng([config.seed, _SPLITS[split], 3]).permutation(len(PAIRS))
+        for index in range(per_class * len(ACTIONS)):
+            ext, codec = config.formats[index % len(config.formats)]
+            pair = PAIRS[order[index % len(PAIRS)]]
+            plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec, pair=pair))
+    meta = dict(generator=_GENERATOR, version=1, task="caption", complete=False, config=asdict(config))
+    (out / "dataset.json").write_text(json.dumps(meta, indent=1))  # marks the folder as ours first
+    (out / "videos").mkdir(exist_ok=True)
+
+    todo = plan
+    if progress:
+        todo = require("tqdm", purpose="synthesize(progress=True)").tqdm(plan, desc="synthesizing", unit="video")
+    rows = {name: [] for name in _SPLITS}
+    words = set()
+    for video in todo:
+        frames, info = render_video(config, video["split"], video["index"], video.pop("pair"))  # (T, H, W, 3)
+        write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"], options=_CODEC_OPTIONS.get(video["codec"]))
+        video.update(info, captions=captions_for(info["color"], info["shape"], *info["actions"]))
+        rows[video["split"]] += [(video["path"], caption) for caption in video["captions"]]
+        words.update(word for caption in video["captions"] for word in tokenize(caption))
+    for name, split_rows in rows.items():
+        with open(out / f"{name}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["video", "caption"])
+            writer.writerows(split_rows)
+    counts = {name: sum(v["split"] == name for v in plan) for name in _SPLITS}
+    summary = dict(
+        classes=list(ACTIONS),
+        train=counts["train"],
+        test=counts["test"],
+        out=str(out),
+        train_csv=str(out / "train.csv"),
+        test_csv=str(out / "test.csv"),
+        seconds=round(time.perf_counter() - start, 3),
+        vocabulary=sorted(words),
+    )
+    (out / "README.txt").write_text(_readme(config, summary))
+    meta.update(complete=True, train=summary["train"], test=summary["test"], vocabulary=summary["vocabulary"], videos=plan)
+    (out / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return summary
+
+
+__all__ = ["ACTIONS", "COLORS", "PAIRS", "TEMPLATES", "captions_for", "plan_track", "render_video", "synthesize_caption"]
