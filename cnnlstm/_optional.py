@@ -15,6 +15,12 @@ _HINTS = {
     "yaml": "pip install pyyaml",
     "tqdm": "pip install tqdm",
     "safetensors": "pip install safetensors",
+    "onnx": "pip install 'cnnlstm[export]'",
+    "onnxscript": "pip install 'cnnlstm[export]'",
+    "onnxruntime": "pip install 'cnnlstm[export]'",
+    "fastapi": "pip install 'cnnlstm[serve]'",
+    "uvicorn": "pip install 'cnnlstm[serve]'",
+    "python_multipart": "pip install 'cnnlstm[serve]'",
 }
 
 
