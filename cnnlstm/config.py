@@ -31,6 +31,8 @@ class TrainConfig:
     pool: str = "avg"  # avg | attention (spatial attention pooling)
     hidden_size: int | None = None  # None: the model's default
     dropout: float | None = None  # None: the model's default
+    bidirectional: bool | None = None  # None: the model's default; True reads the whole clip (offline, cannot stream)
+    num_layers: int | None = None  # LSTM layers (None: the model's default)
     # clips
     frames: int = 16  # frames sampled per clip (T)
     size: int = 112  # input size (square crop side, pixels)
@@ -100,7 +102,7 @@ class TrainConfig:
 
 
 # fields that define the model and the data it expects: resuming with a different value is an error
-ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout", "frames", "size", "sampler", "stride", "short")
+ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout", "bidirectional", "num_layers", "frames", "size", "sampler", "stride", "short")
 
 
 def _field_types() -> dict[str, Any]:

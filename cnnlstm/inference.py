@@ -239,7 +239,7 @@ class Predictor:
                 return {**row, **self._caption(clip)}
             out = loaded.model(clip)
         if loaded.task == "segment":
-            return {**row, **self._segments(out.logits.float()[0].softmax(-1).cpu(), torch.tensor(row["frame_times"]), fps)}
+            return {**row, **self._segments(out.logits.float()[0].softmax(-1).cpu(), torch.tensor(row["frame_times"]), facts["duration"])}
         probs = out.logits.float().softmax(-1)[0].cpu()  # (K,)
         top = probs.topk(min(self.topk, len(loaded.classes)))
         row.update(label=loaded.classes[int(top.indices[0])], score=float(top.values[0]),
@@ -248,13 +248,15 @@ class Predictor:
             row["attention"] = [round(float(a), 6) for a in out.attention[0]]
         return row
 
-    def _segments(self, probs: torch.Tensor, times: torch.Tensor, fps: float) -> dict:
+    def _segments(self, probs: torch.Tensor, times: torch.Tensor, duration: float | None) -> dict:
         """Per-frame probabilities (T, K) -> frame labels, segments in seconds, the dominant action."""
         from .data.segments import labels_to_segments
 
         classes, cfg = self.loaded.classes, self.loaded.cfg
         pred = probs.argmax(-1)  # (T,)
         segments = labels_to_segments(pred, probs, times, smooth=cfg.smooth, min_length=cfg.min_segment, background=0)
+        if duration:  # the last sampled frame's span can reach past the end
+            segments = [{**s, "end": min(s["end"], duration)} for s in segments]
         counts = torch.bincount(pred, minlength=len(classes))
         main = int(counts[1:].argmax()) + 1 if len(classes) > 1 and counts[1:].sum() > 0 else 0
         return {"label": classes[main], "score": float(probs[pred == main, main].mean()) if (pred == main).any() else 0.0,

@@ -36,7 +36,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
     """The configured model. Each config key goes only to builders that take it (``hidden_size``
     is the transformer's ``d_model``), so one recipe serves every registered model."""
     params = inspect.signature(MODELS.get(cfg.model)).parameters
-    optional = {"backbone": cfg.backbone, "pool": cfg.pool, "dropout": cfg.dropout}
+    optional = {"backbone": cfg.backbone, "pool": cfg.pool, "dropout": cfg.dropout, "bidirectional": cfg.bidirectional,
+                "num_layers": cfg.num_layers}
     if cfg.hidden_size is not None:
         optional["d_model" if "d_model" in params and "hidden_size" not in params else "hidden_size"] = cfg.hidden_size
     kwargs = {k: v for k, v in optional.items() if v is not None and k in params}
