@@ -188,7 +188,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Synthesize, train a CNN-LSTM and the order-blind baseline, evaluate, predict."""
     from .demo import DemoConfig, run_demo
 
-    run_demo(args.out, DemoConfig(epochs=args.epochs, seed=args.seed, workers=args.workers))
+    epochs = {} if args.epochs is None else {"epochs": args.epochs, "dense_epochs": args.epochs}
+    run_demo(args.out, DemoConfig(seed=args.seed, workers=args.workers, **epochs))
     return 0
 
 
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="end-to-end demo: synthesize, train cnn_lstm and mean_pool, evaluate, predict, report.html")
     p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: 40 classify, 50 segment, 30 caption)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.set_defaults(func=cmd_demo)

@@ -28,7 +28,7 @@ class TrainConfig:
     model: str = "cnn_lstm"
     backbone: str = "resnet18"
     weights: str = "none"  # none | imagenet | /path/to/file
-    pool: str = "avg"  # avg | attention (spatial attention pooling)
+    pool: str = "avg"  # avg | attention (spatial attention pooling) | grid (2x2 cells: keeps position, for motion)
     hidden_size: int | None = None  # None: the model's default
     dropout: float | None = None  # None: the model's default
     bidirectional: bool | None = None  # None: the model's default; True reads the whole clip (offline, cannot stream)
@@ -84,7 +84,7 @@ class TrainConfig:
     min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour (predict)
 
     def __post_init__(self) -> None:
-        choices = {"task": ("classify", "segment", "caption"), "schedule": ("gradual", "frozen", "full"), "pool": ("avg", "attention"),
+        choices = {"task": ("classify", "segment", "caption"), "schedule": ("gradual", "frozen", "full"), "pool": ("avg", "attention", "grid"),
                    "precision": ("auto", "fp32", "bf16", "fp16"), "on_error": ("skip", "raise"),
                    "sampler": ("uniform", "random_clip", "fps"), "short": ("pad", "loop", "keep")}
         for key, allowed in choices.items():

@@ -18,6 +18,7 @@ CAPTION = {"caption_lstm"}
 VARIANTS = [(name, {}) for name in list_models() if name not in CAPTION] + [
     ("cnn_lstm", {"bidirectional": True}),
     ("cnn_lstm", {"pool": "attention"}),
+    ("seq2seq_cnn_lstm", {"pool": "grid"}),
     ("cnn_lstm_attention", {"bidirectional": False}),
     ("seq2seq_cnn_lstm", {"bidirectional": True}),
 ]
@@ -122,7 +123,7 @@ def test_the_causal_models_are_the_streamable_ones():
     names = {(n, tuple(kw.items())) for n, kw in STREAMABLE}
     assert names == {
         ("cnn_lstm", ()), ("cnn_lstm", (("pool", "attention"),)), ("deep_cnn_lstm", ()), ("mean_pool", ()),
-        ("seq2seq_cnn_lstm", ()), ("spatial_attention_cnn_lstm", ()), ("cnn_lstm_attention", (("bidirectional", False),)),
+        ("seq2seq_cnn_lstm", ()), ("seq2seq_cnn_lstm", (("pool", "grid"),)), ("spatial_attention_cnn_lstm", ()), ("cnn_lstm_attention", (("bidirectional", False),)),
     }
 
 

@@ -49,7 +49,7 @@ LENGTH_SCALE = 2  # lengths are SynthConfig.min_frames..max_frames times this (a
 
 _MARGIN = 0.02  # the object stays this far (fraction of the side) inside the frame
 _MIN_R, _MAX_R = 0.05, 0.24  # half-size range
-_RATE = {"move": (0.012, 0.035), "size": (0.004, 0.012)}  # per-frame change (min, max), fraction of the side
+_RATE = {"move": (0.02, 0.05), "size": (0.008, 0.016)}  # per-frame change (min, max), fraction of the side
 
 
 def _room(action: str, x: float, y: float, r: float) -> float:

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from typing import Callable, Iterable, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import weights as _weights
@@ -42,6 +43,21 @@ class GlobalAvgPool(nn.Module):
 
     def forward(self, fmap: Tensor) -> tuple[Tensor, None]:
         return fmap.mean((2, 3)), None
+
+
+class GridPool(nn.Module):
+    """(N, D, h, w) -> (N, D * g * g): average over a g x g grid of cells, flattened. Unlike a
+    global average it keeps where things are, so frame-to-frame motion reaches the LSTM."""
+
+    def __init__(self, grid: int = 2):
+        super().__init__()
+        self.grid = grid
+
+    def forward(self, fmap: Tensor) -> tuple[Tensor, None]:
+        return F.adaptive_avg_pool2d(fmap, self.grid).flatten(1), None
+
+
+POOLS = ("avg", "attention", "grid")
 
 
 class StagedEncoder(nn.Module):
@@ -108,19 +124,20 @@ class FrameEncoder(StagedEncoder):
     """A 2D CNN over frames plus spatial pooling; (B, T, C, H, W) -> (B, T, D).
 
     ``pool="avg"`` is global average pooling; ``pool="attention"`` is learned spatial attention
-    pooling that also returns its maps (B, T, h, w). Only real frames go through the CNN when
-    ``lengths`` marks padding.
+    pooling that also returns its maps (B, T, h, w); ``pool="grid"`` averages a 2 x 2 grid of cells
+    (D = 4 x the CNN's channels) and keeps coarse position, which motion needs. Only real frames go
+    through the CNN when ``lengths`` marks padding.
     """
 
     def __init__(self, parts: CNNParts, *, name: str, pool: str = "avg"):
         super().__init__()
-        if pool not in ("avg", "attention"):
-            raise ValueError(f"pool must be 'avg' or 'attention'; got {pool!r}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {list(POOLS)}; got {pool!r}")
         self.name = name
         self.stages = nn.ModuleDict(parts.stages)
-        self.num_features = parts.num_features
+        self.num_features = parts.num_features * (4 if pool == "grid" else 1)
         self.last_stages = parts.last_stages
-        self.pool = GlobalAvgPool() if pool == "avg" else SpatialAttentionPool(parts.num_features)
+        self.pool = {"avg": GlobalAvgPool, "grid": GridPool}[pool]() if pool != "attention" else SpatialAttentionPool(parts.num_features)
         self.data_config = {
             "mean": IMAGENET_MEAN,
             "std": IMAGENET_STD,
