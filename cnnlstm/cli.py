@@ -266,9 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, default=4 * 3600, help="reject longer videos (seconds)")
     p.set_defaults(func=cmd_scan)
 
-    p = sub.add_parser("demo", help="end-to-end demo: synthesize, train cnn_lstm and mean_pool, evaluate, predict, report.html")
+    p = sub.add_parser("demo", help="end-to-end demo: classify (cnn_lstm vs mean_pool), segment and caption synthetic "
+                       "videos; evaluate, predict, report.html")
     p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: 40 classify, 50 segment, 30 caption)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: 40 classify, 50 segment, 40 caption)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.set_defaults(func=cmd_demo)

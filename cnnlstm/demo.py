@@ -37,7 +37,7 @@ class DemoConfig:
     seed: int = 0
     workers: int = 2
     tasks: tuple[str, ...] = ("classify", "segment", "caption")
-    dense_epochs: int | None = None  # epochs of the segment and caption runs (None: 50 and 30)
+    dense_epochs: int | None = None  # epochs of the segment and caption runs (None: 50 and 40)
 
 
 def _train_config(cfg: DemoConfig, data: Path, out: Path, model: str) -> TrainConfig:
@@ -54,11 +54,12 @@ def _train_config(cfg: DemoConfig, data: Path, out: Path, model: str) -> TrainCo
 def _dense_config(cfg: DemoConfig, data: Path, out: Path, task: str) -> TrainConfig:
     model = {"segment": "seq2seq_cnn_lstm", "caption": "caption_lstm"}[task]
     # segment: offline (bidirectional) labelling; grid pooling keeps where the object is, so motion is visible
-    extra = {"segment": dict(frames=16, bidirectional=True, pool="grid", batch_size=8, lr=5e-3),
-             "caption": dict(frames=12, teacher_forcing=1.0, teacher_forcing_end=0.7, beam_size=3, batch_size=16, lr=3e-3)}[task]
+    extra = {"segment": dict(frames=16, bidirectional=True, pool="grid", batch_size=8, lr=5e-3, hidden_size=64),
+             "caption": dict(frames=12, teacher_forcing=1.0, teacher_forcing_end=0.7, beam_size=3, batch_size=16, lr=5e-3,
+                             hidden_size=128)}[task]
     return TrainConfig(
         task=task, data=str(data / "train.csv"), val=str(data / "test.csv"), out=str(out), model=model, backbone="test_tiny",
-        size=cfg.size, epochs=cfg.dense_epochs or {"segment": 50, "caption": 30}[task], weight_decay=0.01, hidden_size=64,
+        size=cfg.size, epochs=cfg.dense_epochs or {"segment": 50, "caption": 40}[task], weight_decay=0.01,
         dropout=0.1, schedule="full", cache="off", temporal_jitter=False, min_crop_scale=0.8, workers=cfg.workers,
         seed=cfg.seed, log_every=10**6, checkpoint_every=0, progress=False, **extra,
     )

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
+from .data.datasets import good_batches
 from .data.formats import VideoItem, VideoList, check_group_leakage, load_spec
 
 TASKS = ("classify", "segment", "caption")
@@ -136,10 +137,7 @@ def collect_frames(model, loader, device, autocast=nullcontext) -> tuple[list[di
     model.eval()
     rows, skipped = [], []
     with torch.inference_mode():
-        for batch in loader:
-            skipped += batch.skipped
-            if len(batch) == 0:
-                continue
+        for batch in good_batches(loader, skipped):
             with autocast():
                 out = model(batch.clips.to(device), batch.lengths.to(device))
             probs = out.logits.float().softmax(-1).cpu()  # (B, T, K)
@@ -274,10 +272,7 @@ def generate_captions(model, loader, device, vocab, *, beam_size: int = 1, lengt
     model.eval()
     rows, skipped = [], []
     with torch.inference_mode():
-        for batch in loader:
-            skipped += batch.skipped
-            if len(batch) == 0:
-                continue
+        for batch in good_batches(loader, skipped):
             clips, lengths = batch.clips.to(device), batch.lengths.to(device)
             with autocast():
                 if beam_size == 1:

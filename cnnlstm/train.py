@@ -22,7 +22,7 @@ from . import distributed
 from ._optional import available
 from .checkpoint import Checkpoints, atomic_write_text, capture_rng, restore_rng, save_weights, unwrap
 from .config import ARCHITECTURE_KEYS, TrainConfig, diff_configs, dump_yaml, load_saved_config
-from .data.datasets import EpochBatchSampler, SkipLog, VideoDataset, make_loader
+from .data.datasets import EpochBatchSampler, SkipLog, VideoDataset, good_batches, make_loader
 from .data.sampling import SamplerConfig
 from .data.transforms import DataConfig, eval_transform, train_transform
 from .models import create_model
@@ -57,10 +57,7 @@ def collect_logits(model, loader, device, autocast=nullcontext) -> tuple[torch.T
     model.eval()
     logits, targets, indices, skipped = [], [], [], []
     with torch.inference_mode():
-        for batch in loader:
-            skipped += batch.skipped
-            if len(batch) == 0:
-                continue
+        for batch in good_batches(loader, skipped):
             with autocast():
                 out = model(batch.clips.to(device), batch.lengths.to(device))
             logits.append(out.logits.float().cpu())

@@ -148,6 +148,14 @@ def collate_videos(samples: Sequence[dict]) -> ClipBatch:
     return batch
 
 
+def good_batches(loader, skipped: list[dict]):
+    """The batches of ``loader`` that hold at least one clip; bad videos are appended to ``skipped``."""
+    for batch in loader:
+        skipped += batch.skipped
+        if len(batch):
+            yield batch
+
+
 @dataclass
 class SkipLog:
     """Counts the videos skipped during an epoch and says why."""

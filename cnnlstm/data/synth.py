@@ -136,6 +136,19 @@ def _clear_previous(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def prepare_output(out_dir: str | os.PathLike, config: SynthConfig) -> Path:
+    """Check the codecs, create ``out_dir`` and remove an earlier synthesize() output of any task
+    (a folder holding other files is refused); returns the absolute folder."""
+    av = require("av", purpose="writing the synthetic videos")
+    missing = sorted({codec for _, codec in config.formats} - set(av.codecs_available))
+    if missing:
+        raise ValueError(f"this PyAV/FFmpeg build cannot encode {missing}; change SynthConfig.formats")
+    out = Path(out_dir).expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out)
+    return out
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -184,13 +197,7 @@ def synthesize(out_dir: str | os.PathLike, config: SynthConfig = SynthConfig(), 
 
         return synthesize_caption(out_dir, config, progress=progress)
     start = time.perf_counter()
-    av = require("av", purpose="writing the synthetic videos")
-    missing = sorted({codec for _, codec in config.formats} - set(av.codecs_available))
-    if missing:
-        raise ValueError(f"this PyAV/FFmpeg build cannot encode {missing}; change SynthConfig.formats")
-    out = Path(out_dir).expanduser().absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_previous(out)
+    out = prepare_output(out_dir, config)
     plan = _plan(config)
     meta = dict(generator=_GENERATOR, version=1, complete=False, config=asdict(config), classes=list(CLASSES))
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))  # marks the folder as ours first

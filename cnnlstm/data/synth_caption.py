@@ -22,7 +22,6 @@ import json
 import os
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from .._optional import require
 from ..text import tokenize
 from ._draw import _PALETTE, SHAPES, Scene, Track, _luma, render
 from .encode import write_video
-from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, _VIDEO_NAME, SynthConfig, _clear_previous
+from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, prepare_output
 
 COLORS = dict(zip(("red", "green", "blue", "yellow"), (tuple(map(float, c)) for c in _PALETTE[:4])))  # name -> RGB
 ACTIONS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks")
@@ -87,19 +86,6 @@ def render_video(config: SynthConfig, split: str, index: int, pair: tuple[str, s
     return frames, dict(frames=num_frames, color=color, shape=shape, actions=list(pair))
 
 
-def _clear(out: Path) -> None:
-    """Remove an earlier synthesize() output (either layout); refuse a folder holding other files."""
-    try:
-        ours = json.loads((out / "dataset.json").read_text()).get("generator") == _GENERATOR
-    except (ValueError, OSError, AttributeError):
-        ours = False
-    if ours and (out / "videos").is_dir():
-        for file in (out / "videos").iterdir():
-            if file.is_file() and _VIDEO_NAME.match(file.name):
-                file.unlink()
-    _clear_previous(out)  # class folders, CSVs and the marker; raises for a foreign folder
-
-
 def _readme(config: SynthConfig, summary: dict) -> str:
     lines = [
         "cnnlstm synthetic video captioning dataset (written by cnnlstm.data.synth.synthesize, task=caption)",
@@ -134,13 +120,7 @@ def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progr
     in the folder is replaced, a folder holding other files is refused.
     """
     start = time.perf_counter()
-    av = require("av", purpose="writing the synthetic videos")
-    missing = sorted({codec for _, codec in config.formats} - set(av.codecs_available))
-    if missing:
-        raise ValueError(f"this PyAV/FFmpeg build cannot encode {missing}; change SynthConfig.formats")
-    out = Path(out_dir).expanduser().absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    _clear(out)
+    out = prepare_output(out_dir, config)
     plan = []
     for split, per_class in (("train", config.videos_per_class), ("test", config.test_per_class)):
         order = np.random.default_rng([config.seed, _SPLITS[split], 3]).permutation(len(PAIRS))

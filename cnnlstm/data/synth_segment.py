@@ -23,14 +23,13 @@ import json
 import os
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
 from .._optional import require
 from ._draw import Track, render, sample_scene
 from .encode import write_video
-from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, _VIDEO_NAME, SynthConfig, _clear_previous
+from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, prepare_output
 
 BACKGROUND = "background"
 ACTIONS = ("grow", "move_down", "move_left", "move_right", "move_up", "shrink")
@@ -135,19 +134,6 @@ def render_video(config: SynthConfig, split: str, index: int) -> tuple[np.ndarra
     return render(scene, track, config.size, rng), labels, segments
 
 
-def _clear(out: Path) -> None:
-    """Remove an earlier synthesize() output (either layout); refuse a folder holding other files."""
-    try:
-        ours = json.loads((out / "dataset.json").read_text()).get("generator") == _GENERATOR
-    except (ValueError, OSError, AttributeError):
-        ours = False
-    if ours and (out / "videos").is_dir():
-        for file in (out / "videos").iterdir():
-            if file.is_file() and _VIDEO_NAME.match(file.name):
-                file.unlink()
-    _clear_previous(out)  # class folders, CSVs and the marker; raises for a foreign folder
-
-
 def _readme(config: SynthConfig, summary: dict) -> str:
     lo, hi = config.min_frames * LENGTH_SCALE, config.max_frames * LENGTH_SCALE
     lines = [
@@ -182,13 +168,7 @@ def synthesize_segment(out_dir: str | os.PathLike, config: SynthConfig, *, progr
     synthesize() output in the folder is replaced, a folder holding other files is refused.
     """
     start = time.perf_counter()
-    av = require("av", purpose="writing the synthetic videos")
-    missing = sorted({codec for _, codec in config.formats} - set(av.codecs_available))
-    if missing:
-        raise ValueError(f"this PyAV/FFmpeg build cannot encode {missing}; change SynthConfig.formats")
-    out = Path(out_dir).expanduser().absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    _clear(out)
+    out = prepare_output(out_dir, config)
     plan = []
     for split, per_class in (("train", config.videos_per_class), ("test", config.test_per_class)):
         for index in range(per_class * len(ACTIONS)):
