@@ -65,8 +65,8 @@ def _dense_config(cfg: DemoConfig, data: Path, out: Path, task: str) -> TrainCon
     )
 
 
-def _run_dense(out: Path, cfg: DemoConfig, task: str, log) -> tuple[dict, Section]:
-    """Synthesize, train, evaluate and predict one dense task; returns its summary row and report section."""
+def _run_dense(out: Path, cfg: DemoConfig, task: str, log) -> tuple[dict, list[Section]]:
+    """Synthesize, train, evaluate and predict one dense task; returns its summary row and report sections."""
     data = out / f"data_{task}"
     summary = synthesize(data, SynthConfig(task=task, seed=cfg.seed))
     log(f"    {task}: {summary['train']} train / {summary['test']} test videos in {data}")
@@ -80,13 +80,14 @@ def _run_dense(out: Path, cfg: DemoConfig, task: str, log) -> tuple[dict, Sectio
     report = evaluate(run, data / "test.csv", workers=cfg.workers)
     held_out = sorted(p for p in (data / "videos").iterdir() if p.name.startswith("test_"))[:3]
     predictions = predict(run, held_out, plot=out / "plots" / f"predict_{task}.png")
-    images = [p for p in (run / "plots" / "curves.png",) if p.is_file()]
+    curves = [p for p in (run / "plots" / "curves.png",) if p.is_file()]
     if task == "segment":
         keys = ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")
         row = {"task": task, "model": train_cfg.model, **{k: report[k] for k in keys}, "train_s": round(seconds, 1)}
         log(f"    segment: frame accuracy {report['frame_accuracy']:.1%}, edit {report['edit']:.1%}, F1@50 {report['f1@50']:.1%}, "
             f"mAP@0.5 {report['map@0.5']:.1%} ({seconds:.0f} s)")
-        images = report.get("timeline_plots", [])[:3] + [r["plot"] for r in predictions if r.get("plot")][:1] + images
+        images = report.get("timeline_plots", [])[:3]
+        predicted = [r["plot"] for r in predictions if r.get("plot")][:1]
         table = [{"video": Path(r["path"]).name, "segments": "; ".join(f"{s['label']} {s['start']:.1f}-{s['end']:.1f}s" for s in r["segments"])}
                  for r in predictions if "segments" in r]
         text = (f"Each video shows one object doing 2-4 actions in sequence (moving left/right/up/down, growing, shrinking) with "
@@ -98,7 +99,7 @@ def _run_dense(out: Path, cfg: DemoConfig, task: str, log) -> tuple[dict, Sectio
         keys = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
         row = {"task": task, "model": train_cfg.model, **{k: report[k] for k in keys}, "train_s": round(seconds, 1)}
         log(f"    caption: BLEU-4 {report['bleu4']:.3f}, CIDEr-D {report['cider']:.3f} ({seconds:.0f} s)")
-        images = [r["plot"] for r in predictions if r.get("plot")][:3] + images
+        images, predicted = [], [r["plot"] for r in predictions if r.get("plot")][:3]
         table = [{"video": Path(c["path"]).name, "generated": c["caption"], "reference": c["references"][0]}
                  for c in report["captions"][:8]]
         text = (f"Each video shows a coloured shape doing two actions in order; its captions say which, in order "
@@ -106,15 +107,18 @@ def _run_dense(out: Path, cfg: DemoConfig, task: str, log) -> tuple[dict, Sectio
                 f"with additive attention over the frames at every word, teacher forcing decayed to "
                 f"{train_cfg.teacher_forcing_end} (scheduled sampling), beam search ({train_cfg.beam_size}). "
                 "BLEU and CIDEr-D computed as the COCO caption evaluation does. Plots: the attention over frames for each generated word.")
-    return row, Section(f"{'Per-frame labelling' if task == 'segment' else 'Captioning'}: {train_cfg.model}", text=text,
-                        table=[row] + table, images=[str(p) for p in images])
+    title = f"{'Per-frame labelling' if task == 'segment' else 'Captioning'}: {train_cfg.model}"
+    return row, [Section(title, text=text, table=[row], images=[str(p) for p in images]),
+                 Section(f"{title}: held-out videos and training curves", table=table, images=[str(p) for p in predicted + curves])]
 
 
 def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=print) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    log(f"1/4 synthesizing the temporal-order dataset into {out / 'data'}")
+    dense = [t for t in cfg.tasks if t != "classify"]
+    n = 4 + len(dense)
+    log(f"1/{n} synthesizing the temporal-order dataset into {out / 'data'}")
     data = out / "data"
     summary = synthesize(data, SynthConfig(seed=cfg.seed))
     classes = summary["classes"]
@@ -125,17 +129,17 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
         run = out / "runs" / model
         if run.exists():
             shutil.rmtree(run)  # the demo always starts fresh
-        log(f"2/4 training {model} ({i + 1}/{len(cfg.models)}), {cfg.epochs} epochs on CPU")
+        log(f"2/{n} training {model} ({i + 1}/{len(cfg.models)}), {cfg.epochs} epochs on CPU")
         tick = time.perf_counter()
         fit(_train_config(cfg, data, run, model), log=lambda line: log("    " + line) if "[" in line or "phase" in line else None)
         seconds = time.perf_counter() - tick
-        log(f"3/4 evaluating {model} on the held-out test set")
+        log(f"3/{n} evaluating {model} on the held-out test set")
         report = evaluate(run, data / "test.csv", workers=cfg.workers)
         reports[model] = report
         results.append({"model": model, "test_top1": report["top1"], "mean_class_accuracy": report["mean_class_accuracy"],
                         "train_s": round(seconds, 1), "skipped": len(report["skipped"])})
 
-    log("4/4 predicting one held-out video of each class")
+    log(f"4/{n} predicting one held-out video of each class")
     held_out = [sorted((data / "videos" / c).glob("test_*"))[0] for c in classes]
     predictions = {m: predict(out / "runs" / m, held_out, topk=3, plot=out / "plots" / f"predict_{m}.png") for m in cfg.models}
 
@@ -146,11 +150,11 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
     for line in [""] + lines:
         log(line)
     dense_rows, dense_sections = [], []
-    for task in [t for t in cfg.tasks if t != "classify"]:
-        log(f"5/5 {task}: synthesize, train, evaluate, predict")
-        row, section = _run_dense(out, cfg, task, log)
+    for i, task in enumerate(dense):
+        log(f"{5 + i}/{n} {task}: synthesize, train, evaluate, predict")
+        row, sections = _run_dense(out, cfg, task, log)
         dense_rows.append(row)
-        dense_sections.append(section)
+        dense_sections += sections
     report_path = _write_html(out, cfg, results, reports, predictions, held_out, classes, summary, dense_sections)
     (out / "demo.json").write_text(json.dumps({"results": results, "dense": dense_rows, "predictions": predictions,
                                                "classes": classes}, indent=2))
@@ -188,5 +192,5 @@ def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_
         sections.append(Section(f"{model}: predictions on held-out videos", table=table, images=images))
     sections += list(dense_sections)
     return Path(write_report(out / "report.html", title="cnnlstm demo: order matters",
-                             subtitle="CNN-LSTM vs an order-blind baseline on videos whose classes differ only in time",
+                             subtitle="CNN-LSTM vs an order-blind baseline on videos whose classes differ only in time; then per-frame action labels and captions",
                              sections=sections))
