@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._annotations import SHOW, absolute, csv_rows
-from .formats import VideoItem, VideoList
+from ._annotations import absolute, csv_rows
+from .formats import VideoItem, VideoList, check_videos_exist
 
 
 @dataclass
@@ -133,14 +133,7 @@ def load_captions(spec: str | os.PathLike, *, root: str | os.PathLike | None = N
         raise ValueError(f"{path.name}: no captions listed")
     source = f"captions:{path}"
     if check_exists:
-        missing = [p for p in captions if not os.path.isfile(p)]
-        if missing:
-            shown = "\n  ".join(missing[:SHOW])
-            more = f"\n  ... and {len(missing) - SHOW} more" if len(missing) > SHOW else ""
-            raise FileNotFoundError(
-                f"{source}: {len(missing)} of {len(captions)} videos are missing (check root=/--root; "
-                f"check_exists=False keeps them):\n  {shown}{more}"
-            )
+        check_videos_exist(list(captions), source)
     videos = VideoList(items=[VideoItem(p, None) for p in captions], classes=[], source=source)
     return CaptionSpec(videos=videos, captions=captions)
 

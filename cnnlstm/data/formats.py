@@ -229,15 +229,20 @@ def load_spec(
     if repeated:
         warns.append(f"{source}: {len(repeated)} videos are listed more than once, e.g. {repeated[0]}")
     if check_exists:
-        missing = [item.path for item in items if not os.path.isfile(item.path)]
-        if missing:
-            shown = "\n  ".join(missing[:SHOW])
-            more = f"\n  ... and {len(missing) - SHOW} more" if len(missing) > SHOW else ""
-            raise FileNotFoundError(
-                f"{source}: {len(missing)} of {len(items)} videos are missing (check root=/--root; "
-                f"check_exists=False keeps them):\n  {shown}{more}"
-            )
+        check_videos_exist([item.path for item in items], source)
     return VideoList(items=items, classes=list(classes), source=source, warnings=warns)
+
+
+def check_videos_exist(paths: Sequence[str], source: str) -> None:
+    """Raise FileNotFoundError listing the videos of an annotation ``source`` that are not files."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        shown = "\n  ".join(missing[:SHOW])
+        more = f"\n  ... and {len(missing) - SHOW} more" if len(missing) > SHOW else ""
+        raise FileNotFoundError(
+            f"{source}: {len(missing)} of {len(paths)} videos are missing (check root=/--root; "
+            f"check_exists=False keeps them):\n  {shown}{more}"
+        )
 
 
 def check_group_leakage(train: VideoList, test: VideoList) -> list[str]:

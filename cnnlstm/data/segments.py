@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ._annotations import SHOW, absolute, csv_rows
-from .formats import VideoItem, VideoList
+from .formats import VideoItem, VideoList, check_videos_exist
 
 UNITS = ("s", "frame")
 
@@ -210,13 +210,7 @@ def load_segments(
     else:
         classes = [background, *sorted(labels - {background})]
     if check_exists:
-        missing = [video for video in segments if not os.path.isfile(video)]
-        if missing:
-            shown = "\n  ".join(missing[:SHOW])
-            more = f"\n  ... and {len(missing) - SHOW} more" if len(missing) > SHOW else ""
-            raise FileNotFoundError(
-                f"{path.name}: {len(missing)} of {len(segments)} videos are missing (check root=/--root):\n  {shown}{more}"
-            )
+        check_videos_exist(list(segments), f"segments:{path}")
     videos = VideoList([VideoItem(video, None) for video in segments], list(classes), f"segments:{path}")
     return SegmentSpec(videos=videos, segments=segments, classes=list(classes))
 
