@@ -368,6 +368,9 @@ def export_onnx(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
     from .inference import load_run
 
     loaded = load_run(run, device="cpu")
+    if loaded.task == "caption":
+        raise ValueError(f"{run} is a captioning run: its word-by-word decoder and beam search run in Python and are not "
+                         "exported; export supports classification and per-frame (segment) runs")
     return export_model(loaded.model, loaded.data_cfg, loaded.classes, out_dir if out_dir is not None else run / "onnx",
                         cfg=loaded.cfg, opset=opset)
 
@@ -476,7 +479,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"cnnlstm export: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"cnnlstm export: {exc}", file=sys.stderr)
         return 2
     for path in result["files"].values():
@@ -487,7 +490,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if result["streamable"]:
         print(f'stream with: python -c "from cnnlstm.export import OnnxStreamer; s = OnnxStreamer({out!r}); '
               f'print(s.step(rgb_uint8_frame))"  (encoder.onnx then step.onnx per frame, state carried; see {PREPROCESS})')
-    else:
+    elif "clip" in result["files"]:
         print(f"not streamable: run clip.onnx on whole clips (B, T, C, S, S) preprocessed as in {out}/{PREPROCESS}")
     return 0
 

@@ -103,6 +103,10 @@ def test_caption_run_builds_a_vocabulary_and_reports_bleu_cider(caption_data, tm
     assert all(len(w) == 8 and abs(sum(w) - 1) < 1e-3 for w in row["word_attention"]), "one distribution over frames per word"
     assert Path(row["plot"]).is_file()
 
+    # the decoder loop is Python: export says so instead of writing half a model
+    assert main(["export", str(run), "--format", "onnx"]) == 2
+    assert "captioning run" in capsys.readouterr().err and not (run / "onnx").exists()
+
 
 def test_a_model_that_does_not_fit_the_task_is_refused_with_the_fix(segment_data, caption_data, tmp_path):
     with pytest.raises(ValueError, match="seq2seq_cnn_lstm"):
