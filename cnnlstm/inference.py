@@ -264,17 +264,16 @@ class Predictor:
                 "segments": [{**s, "label": classes[int(s["label"])]} for s in segments]}
 
     def _caption(self, clip: torch.Tensor) -> dict:
-        from .generate import beam_search, greedy_search
+        """The caption, its words (one per generated token, so they line up with the attention rows;
+        a final ``<eos>`` row is the weights that ended the caption) and the attention per word."""
+        from .generate import generate
 
-        cfg, vocab, model = self.loaded.cfg, self.loaded.vocab, self.loaded.model
-        if cfg.beam_size == 1:
-            out = greedy_search(model, clip, max_len=cfg.max_caption_len, bos=vocab.bos, eos=vocab.eos)[0]
-        else:
-            out = beam_search(model, clip, beam_size=cfg.beam_size, length_penalty=cfg.length_penalty,
-                              max_len=cfg.max_caption_len, bos=vocab.bos, eos=vocab.eos)[0]
+        cfg, vocab = self.loaded.cfg, self.loaded.vocab
+        out = generate(self.loaded.model, clip, beam_size=cfg.beam_size, length_penalty=cfg.length_penalty,
+                       max_len=cfg.max_caption_len, bos=vocab.bos, eos=vocab.eos)[0]
         caption = vocab.decode(out["tokens"])
-        attention = out["attention"]
-        return {"label": caption, "caption": caption, "score": float(out["score"]), "words": caption.split(),
+        attention = out["attention"]  # (words [+ 1 for <eos>], T)
+        return {"label": caption, "caption": caption, "score": float(out["score"]), "words": [vocab.tokens[t] for t in out["tokens"]],
                 "word_attention": [[round(float(a), 6) for a in row] for row in attention.float().cpu()] if attention is not None else []}
 
     def _plot(self, frames: torch.Tensor, row: dict, plot: str | os.PathLike, index: int | None) -> str:

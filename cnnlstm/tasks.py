@@ -267,19 +267,15 @@ def generate_captions(model, loader, device, vocab, *, beam_size: int = 1, lengt
                       autocast=nullcontext) -> tuple[list[dict], list[dict]]:
     """Captions for every video of a loader: dicts (index, path, caption, tokens, attention (L, T),
     frame_indices, fps) and the skipped videos. Greedy when ``beam_size`` is 1."""
-    from .generate import beam_search, greedy_search
+    from .generate import generate
 
     model.eval()
     rows, skipped = [], []
     with torch.inference_mode():
         for batch in good_batches(loader, skipped):
-            clips, lengths = batch.clips.to(device), batch.lengths.to(device)
             with autocast():
-                if beam_size == 1:
-                    out = greedy_search(model, clips, lengths, max_len=max_len, bos=vocab.bos, eos=vocab.eos)
-                else:
-                    out = beam_search(model, clips, lengths, beam_size=beam_size, length_penalty=length_penalty,
-                                      max_len=max_len, bos=vocab.bos, eos=vocab.eos)
+                out = generate(model, batch.clips.to(device), batch.lengths.to(device), beam_size=beam_size,
+                               length_penalty=length_penalty, max_len=max_len, bos=vocab.bos, eos=vocab.eos)
             for b, meta in enumerate(batch.meta):
                 n = int(batch.lengths[b])
                 attention = out[b]["attention"]
