@@ -13,7 +13,7 @@ size, K classes.
 - ``clip.onnx``: ``clips`` (B, T, C, S, S) and ``lengths`` (B,) int64 -> ``logits`` (B, K), or
   (B, T, K) for per-frame models; skipped with a warning when the model does not export.
 - ``preprocess.json``: how a uint8 RGB frame becomes the encoder's input, the labels, the state
-  spec and the versions. :class:`OnnxStreamer` is the reference reader (numpy + onnxruntime only).
+  spec and the versions. :class:`cnnlstm.onnx_stream.OnnxStreamer` is the reference reader (numpy + onnxruntime only).
 
 Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript). The legacy TorchScript
 exporter is deprecated and, for an ``nn.LSTM`` called without an explicit state, bakes the zero
@@ -30,7 +30,7 @@ import os
 import sys
 from pathlib import Path
 
-EXPORT_HINT = "pip install 'cnnlstm[export]'"
+from ._optional import require
 FORMATS = ("onnx",)
 PREPROCESS = "preprocess.json"
 
@@ -41,15 +41,6 @@ _STATE_NAMES = {
     "MeanPool": ("mean_sum", "mean_count"),
     "AttentionPool": ("attn_max", "attn_norm", "attn_sum"),
 }
-
-
-def _require(module: str):
-    from ._optional import require
-
-    try:
-        return require(module, purpose="ONNX export")
-    except ImportError as exc:
-        raise ImportError(f"cnnlstm export needs the package '{module}'. Install it with: {EXPORT_HINT}") from exc
 
 
 # --- graphs ---------------------------------------------------------------------------------
@@ -136,7 +127,7 @@ def _export(module, args: tuple, path: Path, input_names: list[str], output_name
 
     import torch
 
-    onnx = _require("onnx")
+    onnx = require("onnx", purpose="ONNX export")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's FutureWarnings and internal notices
         torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=output_names,
@@ -153,7 +144,7 @@ def _max_diff(path: Path, feeds: dict, expected: list) -> float:
 
 def _session(path: Path):
     """A quiet CPU onnxruntime session (a graph that fails a size check is reported by us, not logged)."""
-    ort = _require("onnxruntime")
+    ort = require("onnxruntime", purpose="ONNX export")
     options = ort.SessionOptions()
     options.log_severity_level = 4
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -167,7 +158,7 @@ def _check(path: Path, feeds: dict, expected: list, what: str, atol: float = 1e-
 
 
 def _opset_of(path: Path) -> int:
-    onnx = _require("onnx")
+    onnx = require("onnx", purpose="ONNX export")
     model = onnx.load(str(path), load_external_data=False)
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
@@ -183,7 +174,7 @@ def export_model(model, data_cfg, classes: list[str], out_dir: str | os.PathLike
     from .models.video_model import VideoModel
 
     for name in ("onnx", "onnxscript", "onnxruntime"):
-        _require(name)
+        require(name, purpose="ONNX export")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
@@ -302,7 +293,7 @@ def _export_clip(model, graph_cls, staged: bool, path: Path, cs: tuple[int, int]
 
 def _name_output_axis(path: Path, axis: int, name: str) -> None:
     """Declare ``axis`` of the first output dynamic (the exporter leaves the per-frame logits' T at the example's)."""
-    onnx = _require("onnx")
+    onnx = require("onnx", purpose="ONNX export")
     model = onnx.load(str(path))
     model.graph.output[0].type.tensor_type.shape.dim[axis].dim_param = name
     onnx.save(model, str(path))
@@ -375,97 +366,6 @@ def export_onnx(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
                         cfg=loaded.cfg, opset=opset)
 
 
-# --- reference streamer (numpy + onnxruntime) -----------------------------------------------
-def _aa_weights(in_size: int, out_size: int):
-    """(out, in) weights of an antialiased bilinear resize (a triangle filter widened when shrinking),
-    the rule torch's ``interpolate(antialias=True)`` and PIL use."""
-    import numpy as np
-
-    scale = in_size / out_size
-    support = max(scale, 1.0)
-    inv = 1.0 / max(scale, 1.0)
-    weights = np.zeros((out_size, in_size), dtype=np.float64)
-    for i in range(out_size):
-        center = scale * (i + 0.5)
-        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), in_size)
-        j = np.arange(lo, hi)
-        w = np.clip(1.0 - np.abs((j - center + 0.5) * inv), 0.0, None)
-        weights[i, lo:hi] = w / w.sum()
-    return weights
-
-
-def preprocess_frame(frame, spec: dict):
-    """One uint8 RGB frame (H, W, C) or (C, H, W) -> normalised float32 (C, S, S), following ``spec``
-    (the ``input`` section of preprocess.json)."""
-    import numpy as np
-
-    frame = np.asarray(frame)
-    channels = len(spec["mean"])
-    if frame.dtype != np.uint8 or frame.ndim != 3 or channels not in (frame.shape[0], frame.shape[-1]):
-        raise ValueError(f"expected one uint8 RGB frame (H, W, {channels}) or ({channels}, H, W); got {frame.dtype} {frame.shape}")
-    chw = frame if frame.shape[0] == channels and frame.shape[-1] != channels else frame.transpose(2, 0, 1)  # (C, H, W)
-    h, w = chw.shape[1:]
-    size = spec["resize_shorter"]
-    if h >= w:
-        oh, ow = int(size * h / w), size
-    else:
-        oh, ow = size, int(size * w / h)
-    x = chw.astype(np.float64)
-    if (oh, ow) != (h, w):  # horizontal pass, then vertical, each rounded to uint8 like torch's uint8 kernel
-        x = np.clip(np.rint(np.einsum("chw,ow->cho", x, _aa_weights(w, ow))), 0, 255)
-        x = np.clip(np.rint(np.einsum("chw,oh->cow", x, _aa_weights(h, oh))), 0, 255)
-    crop = spec["crop"]
-    top, left = int(round((oh - crop) / 2.0)), int(round((ow - crop) / 2.0))
-    x = x[:, top:top + crop, left:left + crop]  # (C, S, S)
-    mean = np.asarray(spec["mean"], dtype=np.float64)[:, None, None]
-    std = np.asarray(spec["std"], dtype=np.float64)[:, None, None]
-    return ((x * spec["scale"] - mean) / std).astype(np.float32)
-
-
-class OnnxStreamer:
-    """Stream frames through ``encoder.onnx`` + ``step.onnx`` with the carried state: how any ONNX runtime streams.
-
-    ``step(frame)`` takes one uint8 RGB frame (H, W, 3) or (3, H, W) and returns the class
-    probabilities (K,) for the video so far (per-frame models: for this frame); ``logits`` keeps
-    the last logits. ``reset()`` starts a new video.
-    """
-
-    def __init__(self, out_dir: str | os.PathLike, *, providers: list[str] | None = None):
-        import numpy as np
-
-        ort = _require("onnxruntime")
-        folder = Path(out_dir)
-        self.meta = json.loads((folder / PREPROCESS).read_text())
-        if not self.meta["files"].get("step"):
-            raise ValueError(f"{folder} has no step.onnx: model {self.meta['model']!r} cannot stream; run clip.onnx on whole clips")
-        providers = providers or ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(folder / self.meta["files"]["encoder"]), providers=providers)
-        self.stepper = ort.InferenceSession(str(folder / self.meta["files"]["step"]), providers=providers)
-        self.labels: list[str] = self.meta["labels"]
-        self.logits = np.zeros(len(self.labels), dtype=np.float32)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the video so far: every state tensor back to its ``init`` value, for one stream."""
-        import numpy as np
-
-        self.state = {s["name"]: np.full([1 if d == -1 else d for d in s["shape"]], s["init"], dtype=np.float32)
-                      for s in self.meta["state"]}
-
-    def step(self, frame):
-        """One frame -> probabilities (K,)."""
-        import numpy as np
-
-        x = preprocess_frame(frame, self.meta["input"])[None]  # (1, C, S, S)
-        feature = self.encoder.run(["features"], {"frames": x})[0]  # (1, D)
-        outs = self.stepper.run(None, {"feature": feature, **self.state})
-        self.state = {s["name"]: value for s, value in zip(self.meta["state"], outs[1:])}
-        self.logits = outs[0][0]  # (K,)
-        e = np.exp(self.logits - self.logits.max())
-        return e / e.sum()
-
-
-# --- CLI ------------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a trained run for other runtimes."""
     if args.format not in FORMATS:
@@ -488,7 +388,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     out = result["out_dir"]
     if result["streamable"]:
-        print(f'stream with: python -c "from cnnlstm.export import OnnxStreamer; s = OnnxStreamer({out!r}); '
+        print(f'stream with: python -c "from cnnlstm.onnx_stream import OnnxStreamer; s = OnnxStreamer({out!r}); '
               f'print(s.step(rgb_uint8_frame))"  (encoder.onnx then step.onnx per frame, state carried; see {PREPROCESS})')
     elif "clip" in result["files"]:
         print(f"not streamable: run clip.onnx on whole clips (B, T, C, S, S) preprocessed as in {out}/{PREPROCESS}")

@@ -23,7 +23,8 @@ from cnnlstm.cli import main  # noqa: E402
 from cnnlstm.config import TrainConfig, dump_yaml  # noqa: E402
 from cnnlstm.data.decode import VideoReader  # noqa: E402
 from cnnlstm.data.transforms import eval_transform  # noqa: E402
-from cnnlstm.export import OnnxStreamer, export_model, export_onnx, preprocess_frame  # noqa: E402
+from cnnlstm.export import export_model, export_onnx  # noqa: E402
+from cnnlstm.onnx_stream import OnnxStreamer, preprocess_frame  # noqa: E402
 from cnnlstm.inference import load_run  # noqa: E402
 from cnnlstm.models import create_model  # noqa: E402
 from cnnlstm.train import build_model, data_config  # noqa: E402

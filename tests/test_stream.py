@@ -24,7 +24,8 @@ from cnnlstm.data.decode import VideoReader
 from cnnlstm.data.errors import UnsupportedFormatError, VideoOpenError
 from cnnlstm.data.transforms import eval_transform
 from cnnlstm.inference import load_run
-from cnnlstm.stream import open_source, stream
+from cnnlstm.data.live import open_source
+from cnnlstm.stream import stream
 from cnnlstm.train import build_model
 
 CLASSES = ["walk", "run", "jump"]  # K = 3 = top-k, so each frame dict holds the whole distribution
