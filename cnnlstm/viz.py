@@ -203,6 +203,35 @@ def plot_confusion(confusion: Any, classes: Sequence[str], path: str | os.PathLi
     return _save(fig, path)
 
 
+def _clip_frames(frames: Any) -> np.ndarray:
+    """uint8 frames (T, C, H, W) with C 1 or 3, checked."""
+    f = _np(frames)
+    if f.ndim != 4 or f.shape[1] not in (1, 3) or f.shape[0] == 0:
+        raise ValueError(f"frames must be (T, C, H, W) with T >= 1 and C in (1, 3); got shape {f.shape}")
+    if f.dtype != np.uint8:
+        raise TypeError(f"frames must be uint8 (the decoded clip, before normalization); got {f.dtype}")
+    return f
+
+
+def _strip_layout(f: np.ndarray, max_frames: int) -> tuple[np.ndarray, float, float]:
+    """Indices of up to ``max_frames`` evenly spaced frames, the figure width and the strip height (inches)."""
+    t, _, h, w = f.shape
+    idx = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
+    n = len(idx)
+    width = min(16.0, max(6.0, n * min(max(1.3 * w / h, 0.6), 3.0)))
+    return idx, width, min(max(width / n * h / w + 0.3, 1.0), 4.0)
+
+
+def _draw_thumbnails(fig, grid, f: np.ndarray, idx: np.ndarray) -> None:
+    """One thumbnail per index in the first row of ``grid``, titled with the frame index."""
+    for j, i in enumerate(idx):
+        ax = fig.add_subplot(grid[0, j])
+        img = f[i].transpose(1, 2, 0)  # (H, W, C)
+        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=255)
+        ax.set_axis_off()
+        ax.set_title(f"t={i}", fontsize=8)
+
+
 def plot_frame_strip(frames: Any, path: str | os.PathLike, *, weights: Any = None, scores: Any = None,
                      classes: Sequence[str] | None = None, title: str | None = None, max_frames: int = 16) -> str:
     """Thumbnails of up to ``max_frames`` evenly spaced frames, above per-frame panels.
@@ -211,14 +240,10 @@ def plot_frame_strip(frames: Any, path: str | os.PathLike, *, weights: Any = Non
     attention; shown frames darker); ``scores`` (T, K) draws per-frame class probabilities for
     the 6 classes with the highest mean score.
     """
-    f = _np(frames)
-    if f.ndim != 4 or f.shape[1] not in (1, 3) or f.shape[0] == 0:
-        raise ValueError(f"frames must be (T, C, H, W) with T >= 1 and C in (1, 3); got shape {f.shape}")
-    if f.dtype != np.uint8:
-        raise TypeError(f"frames must be uint8 (the decoded clip, before normalization); got {f.dtype}")
+    f = _clip_frames(frames)
     if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
         raise ValueError(f"max_frames must be a positive integer; got {max_frames!r}")
-    t, _, h, w = f.shape
+    t = f.shape[0]
     w_arr = None if weights is None else _np(weights).astype(float).reshape(-1)
     if w_arr is not None and w_arr.shape != (t,):
         raise ValueError(f"weights must be (T,) with T={t} like frames; got shape {_np(weights).shape}")
@@ -228,19 +253,12 @@ def plot_frame_strip(frames: Any, path: str | os.PathLike, *, weights: Any = Non
     if s_arr is not None and classes is not None and len(classes) != s_arr.shape[1]:
         raise ValueError(f"got {len(classes)} class names for scores with K={s_arr.shape[1]}")
 
-    idx = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
+    idx, width, strip_h = _strip_layout(f, max_frames)
     n = len(idx)
-    width = min(16.0, max(6.0, n * min(max(1.3 * w / h, 0.6), 3.0)))
-    strip_h = min(max(width / n * h / w + 0.3, 1.0), 4.0)
     panels = [p for p, a in (("weights", w_arr), ("scores", s_arr)) if a is not None]
     fig = _figure(width, strip_h + 2.2 * len(panels) + (0.4 if title else 0))
     grid = fig.add_gridspec(1 + len(panels), n, height_ratios=[strip_h] + [2.2] * len(panels))
-    for j, i in enumerate(idx):
-        ax = fig.add_subplot(grid[0, j])
-        img = f[i].transpose(1, 2, 0)  # (H, W, C)
-        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=255)
-        ax.set_axis_off()
-        ax.set_title(f"t={i}", fontsize=8)
+    _draw_thumbnails(fig, grid, f, idx)
     for row, panel in enumerate(panels, start=1):
         ax = fig.add_subplot(grid[row, :])
         if panel == "weights":

@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import numpy as np
 
-from .viz import _figure, _np, _save
+from .viz import _clip_frames, _draw_thumbnails, _figure, _np, _save, _strip_layout
 
 __all__ = ["plot_caption_attention"]
 
@@ -23,11 +22,7 @@ def plot_caption_attention(frames: Any, words: Sequence[str], attention: Any, pa
     ``frames`` uint8 (T, C, H, W) with C 1 or 3; ``attention`` (N, T) with N = len(words), or
     len(words) + 1 when its last row produced ``<eos>`` (as :mod:`cnnlstm.generate` returns it).
     """
-    f = _np(frames)
-    if f.ndim != 4 or f.shape[1] not in (1, 3) or f.shape[0] == 0:
-        raise ValueError(f"frames must be (T, C, H, W) with T >= 1 and C in (1, 3); got shape {f.shape}")
-    if f.dtype != np.uint8:
-        raise TypeError(f"frames must be uint8 (the decoded clip, before normalization); got {f.dtype}")
+    f = _clip_frames(frames)
     t = f.shape[0]
     a = _np(attention).astype(float)
     rows = list(words)
@@ -39,20 +34,12 @@ def plot_caption_attention(frames: Any, words: Sequence[str], attention: Any, pa
     if a.shape[0] == len(rows) + 1:
         rows.append("<eos>")
 
-    idx = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
+    idx, width, strip_h = _strip_layout(f, max_frames)
     n = len(idx)
-    _, _, h, w = f.shape
-    width = min(16.0, max(6.0, n * min(max(1.3 * w / h, 0.6), 3.0)))
-    strip_h = min(max(width / n * h / w + 0.3, 1.0), 4.0)
     map_h = max(1.5, 0.3 * len(rows) + 0.8)
     fig = _figure(width, strip_h + map_h + 0.4)
     grid = fig.add_gridspec(2, n, height_ratios=[strip_h, map_h])
-    for j, i in enumerate(idx):
-        ax = fig.add_subplot(grid[0, j])
-        img = f[i].transpose(1, 2, 0)  # (H, W, C)
-        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=255)
-        ax.set_axis_off()
-        ax.set_title(f"t={i}", fontsize=8)
+    _draw_thumbnails(fig, grid, f, idx)
     ax = fig.add_subplot(grid[1, :])
     image = ax.imshow(a, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(float(a.max()), 1e-6), interpolation="nearest")
     ax.set_yticks(range(len(rows)), rows, fontsize=8)

@@ -7,6 +7,7 @@ returns ``(rows, declared classes or None, warnings)``. Errors name the file and
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -52,6 +53,16 @@ def meaningful_lines(path: Path):
         line = line.strip()
         if line and not line.startswith("#"):
             yield number, line
+
+
+def read_json(path: Path):
+    """The parsed JSON of an annotation file; errors name the file, the line and the cause."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def csv_rows(path: Path, required: tuple[str, ...], expected: str):

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._annotations import absolute, csv_rows
+from ._annotations import read_json, absolute, csv_rows
 from .formats import VideoItem, VideoList, check_videos_exist
 
 
@@ -61,12 +61,7 @@ def _read_csv(path: Path) -> list[tuple[str, str, str]]:
 
 
 def _read_json(path: Path) -> list[tuple[str, str, str]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path.name} line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    data = read_json(path)
     rows = []
     if isinstance(data, list):
         for i, entry in enumerate(data):

@@ -17,7 +17,6 @@ Letters: T frames, K classes.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
@@ -28,7 +27,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ._annotations import SHOW, absolute, csv_rows
+from ._annotations import read_json, SHOW, absolute, csv_rows
 from .formats import VideoItem, VideoList, check_videos_exist
 
 UNITS = ("s", "frame")
@@ -120,12 +119,7 @@ def _read_csv(path: Path, base: Path) -> list[tuple[str, Segment | None, str]]:
 
 def _read_json(path: Path, base: Path) -> list[tuple[str, Segment | None, str]]:
     """(absolute video path, segment or None for a video listed without segments, where) rows."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path.name} line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    data = read_json(path)
     rows: list[tuple[str, Segment | None, str]] = []
     if isinstance(data, list):
         for i, record in enumerate(data):

@@ -149,6 +149,21 @@ def prepare_output(out_dir: str | os.PathLike, config: SynthConfig) -> Path:
     return out
 
 
+def finish_output(out: Path, plan: list[dict], meta: dict, readme, start: float, *, meta_extra: dict | None = None,
+                  **fields) -> dict:
+    """Write README.txt and the completed dataset.json of a synthesize() output; returns the summary:
+    ``train``, ``test`` (video counts), ``out``, ``train_csv``, ``test_csv``, ``seconds`` and ``fields``.
+    ``readme(summary)`` makes the README text; ``plan`` (one dict per video, with ``split``) goes
+    into dataset.json with ``meta_extra``."""
+    counts = {name: sum(row["split"] == name for row in plan) for name in _SPLITS}
+    summary = dict(train=counts["train"], test=counts["test"], out=str(out), train_csv=str(out / "train.csv"),
+                   test_csv=str(out / "test.csv"), seconds=round(time.perf_counter() - start, 3), **fields)
+    (out / "README.txt").write_text(readme(summary))
+    meta.update(complete=True, train=summary["train"], test=summary["test"], **(meta_extra or {}), videos=plan)
+    (out / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return summary
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -217,19 +232,8 @@ def synthesize(out_dir: str | os.PathLike, config: SynthConfig = SynthConfig(), 
     for name, rows in splits.items():
         _write_csv(out / f"{name}.csv", rows)
     (out / "classes.txt").write_text("".join(f"{cls}\n" for cls in CLASSES))
-    summary = dict(
-        classes=list(CLASSES),
-        train=len(splits["train"]),
-        test=len(splits["test"]),
-        out=str(out),
-        train_csv=str(out / "train.csv"),
-        test_csv=str(out / "test.csv"),
-        seconds=round(time.perf_counter() - start, 3),
-    )
-    (out / "README.txt").write_text(_readme(config, summary))
-    meta.update(complete=True, descriptions=DESCRIPTIONS, train=summary["train"], test=summary["test"], videos=plan)
-    (out / "dataset.json").write_text(json.dumps(meta, indent=1))
-    return summary
+    return finish_output(out, plan, meta, lambda summary: _readme(config, summary), start,
+                         meta_extra={"descriptions": DESCRIPTIONS}, classes=list(CLASSES))
 
 
 __all__ = ["SynthConfig", "TASKS", "CLASSES", "render_clip", "synthesize"]

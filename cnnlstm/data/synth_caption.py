@@ -29,7 +29,7 @@ from .._optional import require
 from ..text import tokenize
 from ._draw import _PALETTE, SHAPES, Scene, Track, _luma, render
 from .encode import write_video
-from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, prepare_output
+from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, finish_output, prepare_output
 
 COLORS = dict(zip(("red", "green", "blue", "yellow"), (tuple(map(float, c)) for c in _PALETTE[:4])))  # name -> RGB
 ACTIONS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks")
@@ -148,21 +148,8 @@ def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progr
             writer = csv.writer(f)
             writer.writerow(["video", "caption"])
             writer.writerows(split_rows)
-    counts = {name: sum(v["split"] == name for v in plan) for name in _SPLITS}
-    summary = dict(
-        classes=list(ACTIONS),
-        train=counts["train"],
-        test=counts["test"],
-        out=str(out),
-        train_csv=str(out / "train.csv"),
-        test_csv=str(out / "test.csv"),
-        seconds=round(time.perf_counter() - start, 3),
-        vocabulary=sorted(words),
-    )
-    (out / "README.txt").write_text(_readme(config, summary))
-    meta.update(complete=True, train=summary["train"], test=summary["test"], vocabulary=summary["vocabulary"], videos=plan)
-    (out / "dataset.json").write_text(json.dumps(meta, indent=1))
-    return summary
+    return finish_output(out, plan, meta, lambda summary: _readme(config, summary), start,
+                         meta_extra={"vocabulary": sorted(words)}, classes=list(ACTIONS), vocabulary=sorted(words))
 
 
 __all__ = ["ACTIONS", "COLORS", "PAIRS", "TEMPLATES", "captions_for", "plan_track", "render_video", "synthesize_caption"]

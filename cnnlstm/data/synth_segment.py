@@ -29,7 +29,7 @@ import numpy as np
 from .._optional import require
 from ._draw import Track, render, sample_scene
 from .encode import write_video
-from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, prepare_output
+from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, finish_output, prepare_output
 
 BACKGROUND = "background"
 ACTIONS = ("grow", "move_down", "move_left", "move_right", "move_up", "shrink")
@@ -194,20 +194,8 @@ def synthesize_segment(out_dir: str | os.PathLike, config: SynthConfig, *, progr
             writer.writerow(["video", "start", "end", "label"])
             writer.writerows(split_rows)
     (out / "classes.txt").write_text("".join(f"{cls}\n" for cls in CLASSES))
-    counts = {name: sum(v["split"] == name for v in plan) for name in _SPLITS}
-    summary = dict(
-        classes=list(CLASSES),
-        train=counts["train"],
-        test=counts["test"],
-        out=str(out),
-        train_csv=str(out / "train.csv"),
-        test_csv=str(out / "test.csv"),
-        seconds=round(time.perf_counter() - start, 3),
-    )
-    (out / "README.txt").write_text(_readme(config, summary))
-    meta.update(complete=True, descriptions=DESCRIPTIONS, train=summary["train"], test=summary["test"], videos=plan)
-    (out / "dataset.json").write_text(json.dumps(meta, indent=1))
-    return summary
+    return finish_output(out, plan, meta, lambda summary: _readme(config, summary), start,
+                         meta_extra={"descriptions": DESCRIPTIONS}, classes=list(CLASSES))
 
 
 __all__ = ["ACTIONS", "BACKGROUND", "CLASSES", "DESCRIPTIONS", "MIN_SEGMENT", "plan_actions", "render_video", "synthesize_segment"]
