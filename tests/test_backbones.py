@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import urllib.request
 
 import pytest
 import torch
@@ -69,16 +70,22 @@ def test_spatial_attention_pool_for_any_backbone_returns_maps():
     assert create_encoder("test_tiny").freeze().cacheable
 
 
-def test_no_pretrained_weights_by_default_and_no_download(monkeypatch, tmp_path):
+def test_no_pretrained_weights_by_default_and_no_download_offline(monkeypatch, tmp_path):
+    """weights=None never touches the network; weights="imagenet" downloads on first use (see
+    test_weights_download.py) unless CNNLSTM_OFFLINE=1, which names the file, folder and URL."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("must not download"))
+    monkeypatch.setenv("CNNLSTM_OFFLINE", "1")
+    monkeypatch.delenv("CNNLSTM_WEIGHTS_URL", raising=False)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("must not download"))
     create_model("cnn_lstm", num_classes=3, backbone="resnet18")  # weights=None: random init
     path, url = imagenet_weights_file("resnet18")
     with pytest.raises(WeightsNotFoundError) as err:
         create_model("cnn_lstm", num_classes=3, backbone="resnet18", weights="imagenet")
     message = str(err.value)
-    assert str(path) in message and url in message and "does not download" in message
-    assert str(path).startswith(str(tmp_path))
+    assert path.name in message and str(path.parent) in message and url in message
+    assert "downloads are off (CNNLSTM_OFFLINE=1)" in message
+    assert url == "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    assert str(path).startswith(str(tmp_path)) and not path.parent.exists()
 
 
 def test_imagenet_weights_load_from_the_torch_cache(monkeypatch, tmp_path):

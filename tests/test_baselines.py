@@ -159,7 +159,8 @@ def test_3d_channels_last_as_the_training_loop_asks():
 
 def test_kinetics_weights_missing_offline_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(WeightsNotFoundError, match=r"r3d_18-b3b3357e\.pth.*does not download"):
+    monkeypatch.setenv("CNNLSTM_OFFLINE", "1")  # online, "kinetics" downloads: see test_weights_download.py
+    with pytest.raises(WeightsNotFoundError, match=r"r3d_18-b3b3357e\.pth.*downloads are off \(CNNLSTM_OFFLINE=1\)"):
         create_model("r3d_18", num_classes=5, weights="kinetics")
     with pytest.raises(ValueError, match="weights='kinetics'"):
         create_model("r3d_18", num_classes=5, weights="imagenet")
@@ -169,6 +170,8 @@ def test_kinetics_weights_load_from_the_torch_cache_and_from_a_file(tmp_path, mo
     import torchvision
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("CNNLSTM_OFFLINE", "1")  # a cached file needs no network
+    monkeypatch.delenv("CNNLSTM_WEIGHTS_URL", raising=False)
     path, url = kinetics_weights_file("r3d_18")
     assert path.parent == tmp_path / "hub" / "checkpoints" and url.endswith(path.name)
     path.parent.mkdir(parents=True)

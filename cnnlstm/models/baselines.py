@@ -150,11 +150,11 @@ kinetics_weights_file = _weights.default_weights_file  # the 3D CNNs' defaults a
 
 
 def _load_3d_weights(net: nn.Module, weights: str | os.PathLike, arch: str) -> None:
-    """Load ``weights`` ("kinetics" from the local torch cache, or a local file) into ``net``."""
+    """Load ``weights`` ("kinetics" from the torch cache, downloaded on first use, or a local file) into ``net``."""
     if weights == "imagenet":
         raise ValueError(f"{arch} is a 3D CNN; its pretrained weights are weights='kinetics' (Kinetics-400), not 'imagenet'")
     if weights == "kinetics":
-        weights = _weights.require_cached(arch, "Kinetics-400")
+        weights = _weights.cached_weights(arch, "Kinetics-400")
     _weights.load_into(net, weights, arch=arch, ignore_prefixes=("fc.",))
 
 
@@ -271,9 +271,10 @@ _3D_DOC = """
     is handled by sampling every video to the same T (the default sampler's ``"pad"`` policy
     repeats the last frame of short videos). ``lengths`` is honoured the same way: padded frames
     are replaced by each clip's last real frame. ``weights``: None (random init), "kinetics"
-    (torchvision's Kinetics-400 weights from the local torch cache; never downloaded) or a local
-    file. ``backbone`` is not used (the 3D trunk is fixed by the model name); it is accepted so
-    every registered builder takes the same arguments.
+    (torchvision's Kinetics-400 weights, downloaded on first use into the torch cache; see
+    :mod:`cnnlstm.models.weights` for the offline switch and mirrors) or a local file.
+    ``backbone`` is not used (the 3D trunk is fixed by the model name); it is accepted so every
+    registered builder takes the same arguments.
     """
 
 
