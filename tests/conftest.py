@@ -19,3 +19,11 @@ def _isolate_rng():
     random.setstate(py_state)
     np.random.set_state(np_state)
     torch.set_rng_state(torch_state)
+
+
+@pytest.fixture(autouse=True)
+def _no_weight_downloads(monkeypatch):
+    """Tests never download pretrained weights: offline mode, and no mirror from the shell.
+    tests/test_weights_download.py turns downloads back on against its own local server."""
+    monkeypatch.setenv("CNNLSTM_OFFLINE", "1")
+    monkeypatch.delenv("CNNLSTM_WEIGHTS_URL", raising=False)
