@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     for gop_s in (float(g) for g in args.gops.split(",")):
         tag = f"{width}x{height}, {args.duration:g} s, keyframe every {gop_s:g} s"
         start = time.perf_counter()
-        path = make_video(args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop{gop_s:g}.mp4", args.duration, width, height, gop_s)
+        path = make_video(args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop{gop_s:g}.mp4", args.duration,
+                          width, height, gop_s)
         print(f"[{tag}] video ready in {time.perf_counter() - start:.1f} s: {path}", flush=True)
         _probe._CACHE.clear()
         start = time.perf_counter()
@@ -205,9 +206,11 @@ def main(argv: list[str] | None = None) -> None:
         sweep = seek_cost_sweep(args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop1.mp4", args.threads)
         print("  seek-cost sweep done", flush=True)
 
-    streams = [(f"{width}x{height}, {args.duration:g} s", args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop1.mp4")]
+    streams = [(f"{width}x{height}, {args.duration:g} s",
+                args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop1.mp4")]
     for minutes in (1, args.stream_minutes):
-        path = make_video(args.cache / f"h264_320x180_{minutes:g}min.mp4", minutes * 60, 320, 180, 2, preset="ultrafast")
+        path = make_video(args.cache / f"h264_320x180_{minutes:g}min.mp4", minutes * 60, 320, 180, 2,
+                          preset="ultrafast")
         streams.append((f"320x180, {minutes:g} min", path))
     for label, path in streams:
         if not path.exists():

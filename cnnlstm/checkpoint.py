@@ -151,7 +151,8 @@ class Checkpoints:
             return named
         if named is not None:
             fallback = valid[-1] if valid else None
-            warnings.warn(f"checkpoint {named} named by {pointer} is missing or incomplete; using {fallback}", stacklevel=2)
+            warnings.warn(f"checkpoint {named} named by {pointer} is missing or incomplete; using {fallback}",
+                          stacklevel=2)
             return fallback
         return valid[-1] if valid else None
 

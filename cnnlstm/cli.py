@@ -24,7 +24,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         doc = " ".join((MODELS.get(name).__doc__ or "").split()).split(". ")[0].rstrip(".")
         rows.append({
             "name": name,
-            "output": "caption" if getattr(model, "task", None) == "caption" else "per-frame" if model.per_frame else "clip",
+            "output": "caption" if getattr(model, "task", None) == "caption" else
+                      "per-frame" if model.per_frame else "clip",
             "streamable": model.streamable,
             "description": doc,
         })
@@ -48,7 +49,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     summary = synthesize(args.out, cfg, progress=not args.quiet)
     what = {"classify": f"of {len(summary.get('classes', []))} classes", "segment": "with per-frame action segments",
             "caption": f"with captions ({len(summary.get('vocabulary', []))} words)"}[args.task]
-    layout = {"classify": "train.csv, test.csv (path,label), videos/<class>/", "segment": "train.csv, test.csv (video,start,end,label), videos/",
+    layout = {"classify": "train.csv, test.csv (path,label), videos/<class>/", "segment": "train.csv, test.csv "
+              "(video,start,end,label), videos/",
               "caption": "train.csv, test.csv (video,caption), videos/"}[args.task]
     print(f"wrote {summary['train']} train and {summary['test']} test videos {what} to {summary['out']} "
           f"({summary['seconds']:.1f} s): {layout}")
@@ -91,12 +93,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     if report.get("task") == "segment":
-        print(f"{report['num_videos']} videos: frame accuracy {report['frame_accuracy']:.1%}  edit {report['edit']:.1%}  "
-              f"F1@10/25/50 {report['f1@10']:.1%} / {report['f1@25']:.1%} / {report['f1@50']:.1%}  mAP@0.5 {report['map@0.5']:.1%}")
+        print(f"{report['num_videos']} videos: frame accuracy {report['frame_accuracy']:.1%}  edit "
+              f"{report['edit']:.1%}  "
+              f"F1@10/25/50 {report['f1@10']:.1%} / {report['f1@25']:.1%} / {report['f1@50']:.1%}  "
+              f"mAP@0.5 {report['map@0.5']:.1%}")
         for path in report.get("timeline_plots", []):
             print(f"timeline: {path}")
     elif report.get("task") == "caption":
-        print(f"{report['num_videos']} videos (beam {report['beam_size']}): BLEU-1 {report['bleu1']:.3f}  BLEU-4 {report['bleu4']:.3f}  "
+        print(f"{report['num_videos']} videos (beam {report['beam_size']}): BLEU-1 {report['bleu1']:.3f}  BLEU-4 "
+              f"{report['bleu4']:.3f}  "
               f"CIDEr-D {report['cider']:.3f}")
         for row in report["captions"][:10]:
             print(f"  {Path(row['path']).name}: {row['caption']!r}   (reference: {row['references'][0]!r})")
@@ -104,7 +109,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for item in report["skipped"]:
             print(f"skipped: {item['message']}")
         return 0
-    print(f"{report['num_videos']} videos ({args.views} view(s)): top-1 {report['top1']:.1%}  top-{report.get('top5_k', 5)} "
+    print(f"{report['num_videos']} videos ({args.views} view(s)): top-1 {report['top1']:.1%}  "
+          f"top-{report.get('top5_k', 5)} "
           f"{report['top5']:.1%}  mean class accuracy {report['mean_class_accuracy']:.1%}")
     print(format_per_class(report["per_class"]))
     if report["skipped"]:
@@ -210,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "segment: actions in sequence; caption: time-dependent captions)")
     p.add_argument("out", help="output folder: OUT/videos/, OUT/train.csv, OUT/test.csv")
     p.add_argument("--task", default="classify", choices=["classify", "segment", "caption"])
-    p.add_argument("--videos-per-class", type=int, default=24, help="training videos per class (segment/caption: x6 videos)")
+    p.add_argument("--videos-per-class", type=int, default=24, help="training videos per class (segment/caption: x6 "
+                   "videos)")
     p.add_argument("--test-per-class", type=int, default=8, help="test videos per class (segment/caption: x6 videos)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--seed", type=int, default=0)
@@ -269,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="end-to-end demo: classify (cnn_lstm vs mean_pool), segment and caption synthetic "
                        "videos; evaluate, predict, report.html")
     p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: 40 classify, 50 segment, 40 caption)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: 40 classify, 50 segment, "
+                   "40 caption)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.set_defaults(func=cmd_demo)

@@ -115,8 +115,8 @@ def measure_inference(run_dir: str, size: int, lengths: Sequence[int], repeats: 
                 model(clip)
                 peak = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
             else:
-                peak = _peak_rss_during(lambda: model(clip))
-            out["lengths"][t] = {"latency_ms": timed(lambda: model(clip)), "peak_mem_mb": peak}
+                peak = _peak_rss_during(lambda clip=clip: model(clip))
+            out["lengths"][t] = {"latency_ms": timed(lambda clip=clip: model(clip)), "peak_mem_mb": peak}
         frame = torch.rand(1, 3, size, size, device=dev)
         if getattr(model, "streamable", False):
             state = model.init_state(1)
@@ -164,7 +164,8 @@ def compare(base: TrainConfig, models: Sequence[str], out: str | Path, *, length
         loaded = load_run(run, device="cpu")
         clip = torch.rand(1, base.frames, 3, base.size, base.size)
         flops = count_flops(loaded.model, clip)
-        measured = run_isolated(measure_inference, str(run), base.size, [base.frames, *lengths], device=str(loaded.device),
+        measured = run_isolated(measure_inference, str(run), base.size, [base.frames, *lengths],
+                                device=str(loaded.device),
                                 threads=base.threads or 1, timeout=timeout, path=str(run))
         at_t = measured["lengths"][base.frames]
         rows.append({
@@ -175,7 +176,8 @@ def compare(base: TrainConfig, models: Sequence[str], out: str | Path, *, length
         })
         scaling[name] = {int(t): v for t, v in measured["lengths"].items() if t in lengths}
         rows[-1]["nonfinite_steps"] = sum(r.get("nonfinite_steps", 0) for r in read_metrics(run))
-        log(f"{name}: top-1 {report['top1']:.1%}, {rows[-1]['params']:,} params, {rows[-1]['gflops_per_clip']:.3f} GFLOPs/clip")
+        log(f"{name}: top-1 {report['top1']:.1%}, {rows[-1]['params']:,} params, {rows[-1]['gflops_per_clip']:.3f} "
+            "GFLOPs/clip")
     result = {"config": dataclasses.asdict(base), "rows": rows, "scaling": scaling, "lengths": list(lengths)}
     _write_outputs(out, result)
     return result
@@ -198,16 +200,19 @@ def _write_outputs(out: Path, result: dict) -> None:
     writer.writerows(rows)
     atomic_write_text(out / "compare.csv", buffer.getvalue())
     cfg = result["config"]
-    lines = [f"Same data ({cfg['data']}), loop and budget ({cfg['epochs']} epochs, {cfg['frames']} frames at {cfg['size']}px, "
+    lines = [f"Same data ({cfg['data']}), loop and budget ({cfg['epochs']} epochs, {cfg['frames']} frames at "
+             f"{cfg['size']}px, "
              f"backbone {cfg['backbone']}); only the model differs. Latency: median of 3, batch 1, "
              f"{cfg['threads'] or 1} torch thread(s); memory: peak resident growth during one forward.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(k, r[k]) for k in COLUMNS) + " |" for r in rows]
     lines += ["", "Latency (ms) and peak memory (MB) per clip by clip length T:", "",
-              "| model | " + " | ".join(f"T={t}" for t in result["lengths"]) + " |", "|---|" + "---|" * len(result["lengths"])]
+              "| model | " + " | ".join(f"T={t}" for t in result["lengths"]) + " |",
+              "|---|" + "---|" * len(result["lengths"])]
     failed = [r for r in rows if r.get("error")]
     for name, by_t in result["scaling"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{by_t[t]['latency_ms']:.1f} ms / {by_t[t]['peak_mem_mb']:.0f} MB" for t in result["lengths"]) + " |")
+        cells = [f"{by_t[t]['latency_ms']:.1f} ms / {by_t[t]['peak_mem_mb']:.0f} MB" for t in result["lengths"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [f"\n{r['model']} failed: {r['error']}" for r in failed]
     atomic_write_text(out / "compare.md", "\n".join(lines) + "\n")
     from ._optional import available
@@ -218,10 +223,16 @@ def _write_outputs(out: Path, result: dict) -> None:
 
     plots = out / "plots"
     for key, title, fmt in (("top1", "Validation top-1", "{:.1%}"), ("params", "Parameters", "{:,.0f}"),
-                            ("gflops_per_clip", "GFLOPs per clip", "{:.3g}"), ("train_s_per_epoch", "Training s per epoch", "{:.3g}"),
-                            ("latency_ms_per_clip", "Inference latency ms per clip", "{:.3g}"), ("peak_mem_mb", "Peak memory MB", "{:.3g}"),
+                            ("gflops_per_clip", "GFLOPs per clip", "{:.3g}"),
+                            ("train_s_per_epoch", "Training s per epoch", "{:.3g}"),
+                            ("latency_ms_per_clip", "Inference latency ms per clip", "{:.3g}"),
+                            ("peak_mem_mb", "Peak memory MB", "{:.3g}"),
                             ("stream_ms_per_frame", "Streaming: ms per new frame", "{:.3g}")):
-        plot_bars({r["model"]: float(r[key]) for r in rows if not r.get("error")}, plots / f"{key}.png", title=title, ylabel=key, fmt=fmt)
-    for key, title in (("latency_ms", "Latency per clip vs clip length"), ("peak_mem_mb", "Peak memory vs clip length")):
-        series = {name: ([t for t in result["lengths"]], [by_t[t][key] for t in result["lengths"]]) for name, by_t in result["scaling"].items()}
-        plot_lines(series, plots / f"scaling_{key}.png", title=title, xlabel="frames T", ylabel=key, logx=True, logy=True)
+        plot_bars({r["model"]: float(r[key]) for r in rows if not r.get("error")}, plots / f"{key}.png", title=title,
+                  ylabel=key, fmt=fmt)
+    for key, title in (("latency_ms", "Latency per clip vs clip length"),
+                       ("peak_mem_mb", "Peak memory vs clip length")):
+        series = {name: ([t for t in result["lengths"]], [by_t[t][key] for t in result["lengths"]])
+                  for name, by_t in result["scaling"].items()}
+        plot_lines(series, plots / f"scaling_{key}.png", title=title, xlabel="frames T", ylabel=key, logx=True,
+                   logy=True)

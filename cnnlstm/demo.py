@@ -55,10 +55,12 @@ def _dense_config(cfg: DemoConfig, data: Path, out: Path, task: str) -> TrainCon
     model = {"segment": "seq2seq_cnn_lstm", "caption": "caption_lstm"}[task]
     # segment: offline (bidirectional) labelling; grid pooling keeps where the object is, so motion is visible
     extra = {"segment": dict(frames=16, bidirectional=True, pool="grid", batch_size=8, lr=5e-3, hidden_size=64),
-             "caption": dict(frames=12, teacher_forcing=1.0, teacher_forcing_end=0.7, beam_size=3, batch_size=16, lr=5e-3,
+             "caption": dict(frames=12, teacher_forcing=1.0, teacher_forcing_end=0.7, beam_size=3, batch_size=16,
+                             lr=5e-3,
                              hidden_size=128)}[task]
     return TrainConfig(
-        task=task, data=str(data / "train.csv"), val=str(data / "test.csv"), out=str(out), model=model, backbone="test_tiny",
+        task=task, data=str(data / "train.csv"), val=str(data / "test.csv"), out=str(out), model=model,
+                       backbone="test_tiny",
         size=cfg.size, epochs=cfg.dense_epochs or {"segment": 50, "caption": 40}[task], weight_decay=0.01,
         dropout=0.1, schedule="full", cache="off", temporal_jitter=False, min_crop_scale=0.8, workers=cfg.workers,
         seed=cfg.seed, log_every=10**6, checkpoint_every=0, progress=False, **extra,
@@ -84,16 +86,21 @@ def _run_dense(out: Path, cfg: DemoConfig, task: str, log) -> tuple[dict, list[S
     if task == "segment":
         keys = ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")
         row = {"task": task, "model": train_cfg.model, **{k: report[k] for k in keys}, "train_s": round(seconds, 1)}
-        log(f"    segment: frame accuracy {report['frame_accuracy']:.1%}, edit {report['edit']:.1%}, F1@50 {report['f1@50']:.1%}, "
+        log(f"    segment: frame accuracy {report['frame_accuracy']:.1%}, edit {report['edit']:.1%}, F1@50 "
+            f"{report['f1@50']:.1%}, "
             f"mAP@0.5 {report['map@0.5']:.1%} ({seconds:.0f} s)")
         images = report.get("timeline_plots", [])[:3]
         predicted = [r["plot"] for r in predictions if r.get("plot")][:1]
-        table = [{"video": Path(r["path"]).name, "segments": "; ".join(f"{s['label']} {s['start']:.1f}-{s['end']:.1f}s" for s in r["segments"])}
+        table = [{"video": Path(r["path"]).name,
+                  "segments": "; ".join(f"{s['label']} {s['start']:.1f}-{s['end']:.1f}s" for s in r["segments"])}
                  for r in predictions if "segments" in r]
-        text = (f"Each video shows one object doing 2-4 actions in sequence (moving left/right/up/down, growing, shrinking) with "
+        text = ("Each video shows one object doing 2-4 actions in sequence (moving left/right/up/down, growing, "
+                "shrinking) with "
                 f"still background frames between; a single frame cannot tell the action, the LSTM reads the motion. "
-                f"{train_cfg.model} labels each of {train_cfg.frames} sampled frames. Timelines: ground truth above prediction. "
-                "Metrics are the action-segmentation standard (frame accuracy, segmental Edit, F1@{10,25,50}) and segment mAP "
+                f"{train_cfg.model} labels each of {train_cfg.frames} sampled frames. "
+                "Timelines: ground truth above prediction. "
+                "Metrics are the action-segmentation standard (frame accuracy, segmental Edit, F1@{10,25,50}) "
+                "and segment mAP "
                 "at temporal IoU 0.5.")
     else:
         keys = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
@@ -103,13 +110,16 @@ def _run_dense(out: Path, cfg: DemoConfig, task: str, log) -> tuple[dict, list[S
         table = [{"video": Path(c["path"]).name, "generated": c["caption"], "reference": c["references"][0]}
                  for c in report["captions"][:8]]
         text = (f"Each video shows a coloured shape doing two actions in order; its captions say which, in order "
-                f"(\"a red square moves left then shrinks\"). {train_cfg.model}: tiny CNN per frame, LSTM over frames, LSTM decoder "
+                f"(\"a red square moves left then shrinks\"). {train_cfg.model}: tiny CNN per frame, LSTM over frames, "
+                "LSTM decoder "
                 f"with additive attention over the frames at every word, teacher forcing decayed to "
                 f"{train_cfg.teacher_forcing_end} (scheduled sampling), beam search ({train_cfg.beam_size}). "
-                "BLEU and CIDEr-D computed as the COCO caption evaluation does. Plots: the attention over frames for each generated word.")
+                "BLEU and CIDEr-D computed as the COCO caption evaluation does. "
+                "Plots: the attention over frames for each generated word.")
     title = f"{'Per-frame labelling' if task == 'segment' else 'Captioning'}: {train_cfg.model}"
     return row, [Section(title, text=text, table=[row], images=[str(p) for p in images]),
-                 Section(f"{title}: held-out videos and training curves", table=table, images=[str(p) for p in predicted + curves])]
+                 Section(f"{title}: held-out videos and training curves", table=table,
+                         images=[str(p) for p in predicted + curves])]
 
 
 def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=print) -> dict:
@@ -131,21 +141,25 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
             shutil.rmtree(run)  # the demo always starts fresh
         log(f"2/{n} training {model} ({i + 1}/{len(cfg.models)}), {cfg.epochs} epochs on CPU")
         tick = time.perf_counter()
-        fit(_train_config(cfg, data, run, model), log=lambda line: log("    " + line) if "[" in line or "phase" in line else None)
+        fit(_train_config(cfg, data, run, model),
+            log=lambda line: log("    " + line) if "[" in line or "phase" in line else None)
         seconds = time.perf_counter() - tick
         log(f"3/{n} evaluating {model} on the held-out test set")
         report = evaluate(run, data / "test.csv", workers=cfg.workers)
         reports[model] = report
-        results.append({"model": model, "test_top1": report["top1"], "mean_class_accuracy": report["mean_class_accuracy"],
+        results.append({"model": model, "test_top1": report["top1"],
+                        "mean_class_accuracy": report["mean_class_accuracy"],
                         "train_s": round(seconds, 1), "skipped": len(report["skipped"])})
 
     log(f"4/{n} predicting one held-out video of each class")
     held_out = [sorted((data / "videos" / c).glob("test_*"))[0] for c in classes]
-    predictions = {m: predict(out / "runs" / m, held_out, topk=3, plot=out / "plots" / f"predict_{m}.png") for m in cfg.models}
+    predictions = {m: predict(out / "runs" / m, held_out, topk=3,
+                              plot=out / "plots" / f"predict_{m}.png") for m in cfg.models}
 
     chance = 1 / len(classes)
     lines = ["model         test top-1   mean class acc   train time", "-" * 56]
-    lines += [f"{r['model']:<13} {r['test_top1']:>9.1%}   {r['mean_class_accuracy']:>14.1%}   {r['train_s']:>8.1f} s" for r in results]
+    lines += [f"{r['model']:<13} {r['test_top1']:>9.1%}   {r['mean_class_accuracy']:>14.1%}   {r['train_s']:>8.1f} s"
+              for r in results]
     lines.append(f"chance: {chance:.1%} (6 classes; every class holds the same frames in a different order)")
     for line in [""] + lines:
         log(line)
@@ -162,7 +176,8 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
     return {"results": results, "report": str(report_path)}
 
 
-def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_out, classes, summary, dense_sections=()) -> Path:
+def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_out, classes, summary,
+                dense_sections=()) -> Path:
     sections = [Section(
         "What this shows",
         text=(f"The synthetic dataset has {len(classes)} classes ({', '.join(classes)}): an object moves across the "
@@ -170,7 +185,8 @@ def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_
               "frame features (mean_pool) cannot do better than chance; a CNN-LSTM reads the order.\n\n"
               f"{summary['train']} training and {summary['test']} test videos, written as real files in four "
               "containers and codecs (mp4/H.264, avi/MPEG-4, mkv/FFV1, webm/VP9), decoded with PyAV. "
-              f"Both models: tiny CNN backbone, {cfg.frames} frames at {cfg.size}px, {cfg.epochs} epochs, same recipe."),
+              f"Both models: tiny CNN backbone, {cfg.frames} frames at {cfg.size}px, {cfg.epochs} epochs, "
+              "same recipe."),
         table=results,
     )]
     if available("matplotlib"):
@@ -181,10 +197,12 @@ def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_
         sections.append(Section("Test accuracy", images=[bars]))
         for model in cfg.models:
             images = [p for p in (out / "runs" / model / "plots" / "curves.png",) if p.is_file()]
-            images.append(plot_confusion(reports[model]["confusion_matrix"], classes, out / "plots" / f"confusion_{model}.png",
+            images.append(plot_confusion(reports[model]["confusion_matrix"], classes,
+                                         out / "plots" / f"confusion_{model}.png",
                                          title=f"{model}: confusion on the test set"))
             sections.append(Section(f"{model}: training curves and confusion matrix", images=[str(p) for p in images],
-                                    text=f"{len(read_metrics(out / 'runs' / model))} log rows in runs/{model}/metrics.jsonl"))
+                                    text=f"{len(read_metrics(out / 'runs' / model))} log rows in "
+                                         f"runs/{model}/metrics.jsonl"))
     for model, rows in predictions.items():
         table = [{"video": Path(r["path"]).relative_to(out).as_posix(), "truth": Path(r["path"]).parent.name,
                   "predicted": r.get("label", r.get("error")), "score": r.get("score", 0.0)} for r in rows]
@@ -192,5 +210,6 @@ def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_
         sections.append(Section(f"{model}: predictions on held-out videos", table=table, images=images))
     sections += list(dense_sections)
     return Path(write_report(out / "report.html", title="cnnlstm demo: order matters",
-                             subtitle="CNN-LSTM vs an order-blind baseline on videos whose classes differ only in time; then per-frame action labels and captions",
+                             subtitle="CNN-LSTM vs an order-blind baseline on videos whose classes differ only in "
+                                      "time; then per-frame action labels and captions",
                              sections=sections))

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from ._optional import require
+
 FORMATS = ("onnx",)
 PREPROCESS = "preprocess.json"
 
@@ -110,7 +111,7 @@ def state_spec(model) -> list[dict]:
     spec = []
     for part, module, a, b in (("temporal", model.temporal, one[0], two[0]), ("pool", model.pool, one[1], two[1])):
         names = _STATE_NAMES.get(type(module).__name__, ())
-        for i, (t1, t2) in enumerate(zip(a, b)):
+        for i, (t1, t2) in enumerate(zip(a, b, strict=True)):
             name = names[i] if i < len(names) else f"{part}_state_{i}"
             axis = next(d for d in range(t1.dim()) if t1.shape[d] != t2.shape[d])
             fill = float(t1.flatten()[0])
@@ -139,7 +140,7 @@ def _export(module, args: tuple, path: Path, input_names: list[str], output_name
 def _max_diff(path: Path, feeds: dict, expected: list) -> float:
     """Run ``path`` in onnxruntime and return the largest |difference| from the PyTorch outputs."""
     got = _session(path).run(None, {k: v.numpy() for k, v in feeds.items()})
-    return max(float(abs(g - e.detach().numpy()).max()) for g, e in zip(got, expected))
+    return max(float(abs(g - e.detach().numpy()).max()) for g, e in zip(got, expected, strict=False))
 
 
 def _session(path: Path):
@@ -163,7 +164,8 @@ def _opset_of(path: Path) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def export_model(model, data_cfg, classes: list[str], out_dir: str | os.PathLike, *, cfg=None, opset: int | None = None) -> dict:
+def export_model(model, data_cfg, classes: list[str], out_dir: str | os.PathLike, *, cfg=None,
+                 opset: int | None = None) -> dict:
     """Export ``model`` (a VideoModel in eval mode, on the CPU) into ``out_dir``; see the module docstring.
 
     ``data_cfg`` is its :class:`~cnnlstm.data.transforms.DataConfig`, ``cfg`` the run's TrainConfig
@@ -214,16 +216,18 @@ def export_model(model, data_cfg, classes: list[str], out_dir: str | os.PathLike
             _export(graph, (torch.randn(2, model.num_features), *state), path, ["feature", *names],
                     ["logits", *(s["output"] for s in spec)], dyn, opset)
             probe = (torch.randn(3, model.num_features), *(_state_probe(s) for s in spec))
-            _check(path, dict(zip(["feature", *names], probe)), list(graph(*probe)), "step")
+            _check(path, dict(zip(["feature", *names], probe, strict=True)), list(graph(*probe)), "step")
             files["step"] = path.name
         else:
             why = "it is not a VideoModel" if not staged else f"{type(model.temporal).__name__} is not causal"
             warnings_.append(f"step.onnx not written: this model cannot stream ({why}); use clip.onnx on whole clips")
 
-    opset_used = _opset_of(out / "encoder.onnx") if files["encoder"] else (_opset_of(out / "clip.onnx") if files["clip"] else opset)
+    first = files["encoder"] or files["clip"]
+    opset_used = _opset_of(out / first) if first else opset
     meta = _metadata(model, data_cfg, classes, cfg, files, spec, opset_used, staged, dynamic_t)
     (out / PREPROCESS).write_text(json.dumps(meta, indent=2))
-    return {"out_dir": str(out), "files": {k: str(out / v) for k, v in files.items() if v} | {"preprocess": str(out / PREPROCESS)},
+    return {"out_dir": str(out),
+            "files": {k: str(out / v) for k, v in files.items() if v} | {"preprocess": str(out / PREPROCESS)},
             "warnings": warnings_, "streamable": streamable, "metadata": meta}
 
 
@@ -238,7 +242,9 @@ def _state_probe(s: dict):
 
 
 def _export_clip(model, graph_cls, staged: bool, path: Path, cs: tuple[int, int], frames: int, dims, opset):
-    """Export clip.onnx with dynamic B and T; fall back to a fixed T = frames; else skip. -> (file, warning, dynamic_T)."""
+    """Export clip.onnx with dynamic B and T; fall back to a fixed T = frames; else skip.
+
+    Returns (file, warning, dynamic_T)."""
     import torch
 
     C, S = cs
@@ -249,7 +255,8 @@ def _export_clip(model, graph_cls, staged: bool, path: Path, cs: tuple[int, int]
         clips = torch.randn(b, t, C, S, S)
         if not staged:
             return {"clips": clips}
-        return {"clips": clips, "lengths": torch.tensor([t] + [max(1, t - 1 - i) for i in range(b - 1)], dtype=torch.long)}
+        return {"clips": clips,
+                "lengths": torch.tensor([t] + [max(1, t - 1 - i) for i in range(b - 1)], dtype=torch.long)}
 
     def expected(f: dict):
         if not staged:
@@ -286,7 +293,8 @@ def _export_clip(model, graph_cls, staged: bool, path: Path, cs: tuple[int, int]
                 return path.name, fixed, t_axis
             errors.append(f"{'dynamic' if t_axis else 'fixed'} T: outputs disagree with PyTorch at other sizes")
         except Exception as exc:  # noqa: BLE001 - any exporter failure means: skip this optional file
-            errors.append(f"{'dynamic' if t_axis else 'fixed'} T: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            errors.append(f"{'dynamic' if t_axis else 'fixed'} T: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200]}")
     path.unlink(missing_ok=True)
     return None, f"clip.onnx not written: {type(model).__name__} did not export ({'; '.join(errors)})", False
 
@@ -350,17 +358,20 @@ def _metadata(model, data_cfg, classes, cfg, files, spec, opset, staged: bool, d
     }
 
 
-def export_onnx(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, opset: int | None = None) -> dict:
+def export_onnx(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                opset: int | None = None) -> dict:
     """Export the trained model of ``run_dir`` to ONNX in ``out_dir`` (default ``RUN_DIR/onnx``)."""
     run = Path(run_dir)
     if not run.is_dir():
-        raise FileNotFoundError(f"run directory {run} does not exist; pass the folder `cnnlstm train` wrote (config.yaml, "
+        raise FileNotFoundError(f"run directory {run} does not exist; pass the folder `cnnlstm train` wrote "
+                                "(config.yaml, "
                                 "labels.json, model.safetensors)")
     from .inference import load_run
 
     loaded = load_run(run, device="cpu")
     if loaded.task == "caption":
-        raise ValueError(f"{run} is a captioning run: its word-by-word decoder and beam search run in Python and are not "
+        raise ValueError(f"{run} is a captioning run: its word-by-word decoder and beam search run in Python and are "
+                         "not "
                          "exported; export supports classification and per-frame (segment) runs")
     return export_model(loaded.model, loaded.data_cfg, loaded.classes, out_dir if out_dir is not None else run / "onnx",
                         cfg=loaded.cfg, opset=opset)
@@ -372,7 +383,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"cnnlstm export: unsupported --format {args.format!r}; supported: {', '.join(FORMATS)}", file=sys.stderr)
         return 2
     if not Path(args.run).is_dir():
-        print(f"cnnlstm export: run directory {args.run} does not exist (expected the folder `cnnlstm train` wrote)", file=sys.stderr)
+        print(f"cnnlstm export: run directory {args.run} does not exist (expected the folder `cnnlstm train` wrote)",
+              file=sys.stderr)
         return 2
     try:
         result = export_onnx(args.run, args.out, opset=args.opset)
@@ -389,7 +401,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = result["out_dir"]
     if result["streamable"]:
         print(f'stream with: python -c "from cnnlstm.onnx_stream import OnnxStreamer; s = OnnxStreamer({out!r}); '
-              f'print(s.step(rgb_uint8_frame))"  (encoder.onnx then step.onnx per frame, state carried; see {PREPROCESS})')
+              f'print(s.step(rgb_uint8_frame))"  '
+              f"(encoder.onnx then step.onnx per frame, state carried; see {PREPROCESS})")
     elif "clip" in result["files"]:
         print(f"not streamable: run clip.onnx on whole clips (B, T, C, S, S) preprocessed as in {out}/{PREPROCESS}")
     return 0

@@ -158,12 +158,14 @@ def beam_search(model: nn.Module, x: Tensor, lengths: Tensor | None = None, *, b
     return _results(best_tokens, best_steps, torch.ones(B, dtype=torch.bool, device=device), best_score, best_attn)
 
 
-def generate(model: nn.Module, x: Tensor, lengths: Tensor | None = None, *, beam_size: int = 1, length_penalty: float = 1.0,
+def generate(model: nn.Module, x: Tensor, lengths: Tensor | None = None, *, beam_size: int = 1,
+             length_penalty: float = 1.0,
              max_len: int = 20, bos: int = 1, eos: int = 2) -> list[dict]:
     """Greedy search when ``beam_size`` is 1, else beam search; one dict per video (see those)."""
     if beam_size == 1:
         return greedy_search(model, x, lengths, max_len=max_len, bos=bos, eos=eos)
-    return beam_search(model, x, lengths, beam_size=beam_size, length_penalty=length_penalty, max_len=max_len, bos=bos, eos=eos)
+    return beam_search(model, x, lengths, beam_size=beam_size, length_penalty=length_penalty, max_len=max_len, bos=bos,
+                       eos=eos)
 
 
 __all__ = ["greedy_search", "beam_search", "generate"]

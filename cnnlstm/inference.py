@@ -99,10 +99,13 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str |
                                transform=eval_transform(loaded.data_cfg), on_error="skip")
         loader = make_loader(dataset, batch_size=batch_size, workers=workers)
         logits, targets, indices, bad = collect_logits(loaded.model, loader, loaded.device)
-        views_out.append({i: (row, t) for i, row, t in zip(indices, logits, targets.tolist())})
+        views_out.append({i: (row, t) for i, row, t in zip(indices, logits, targets.tolist(), strict=True)})
         skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
     common = sorted(set.intersection(*(set(v) for v in views_out)))  # videos that decoded in every view
-    logits = torch.stack([torch.stack([v[i][0] for v in views_out]) for i in common]) if common else torch.empty(0, views, len(loaded.classes))
+    if common:
+        logits = torch.stack([torch.stack([v[i][0] for v in views_out]) for i in common])
+    else:
+        logits = torch.empty(0, views, len(loaded.classes))
     logits = average_views(logits) if views > 1 else logits[:, 0]  # (N, V, K) -> (N, K)
     targets = torch.tensor([views_out[0][i][1] for i in common], dtype=torch.long)
     report = classification_report(logits, targets, loaded.classes, skipped=skipped)
@@ -124,12 +127,16 @@ def _evaluate_segment(loaded: LoadedRun, data, *, root, batch_size: int, workers
     from .metrics_segment import segmentation_report
 
     spec = load_segments(data, root=root, classes=loaded.classes, background=loaded.cfg.background)
-    dataset = VideoDataset(spec.videos, sampler=loaded.sampler(), transform=eval_transform(loaded.data_cfg), on_error="skip",
+    dataset = VideoDataset(spec.videos, sampler=loaded.sampler(), transform=eval_transform(loaded.data_cfg),
+                           on_error="skip",
                            targets=SegmentTargets(spec.segments, loaded.classes))
-    rows, skipped = collect_frames(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers), loaded.device)
+    rows, skipped = collect_frames(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers),
+                                   loaded.device)
     rows.sort(key=lambda r: r["index"])
-    report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows], [r["probs"] for r in rows], loaded.classes)
-    report.update(task="segment", skipped=skipped, videos=[{"path": r["path"], "frame_accuracy": float((r["pred"] == r["target"]).float().mean())}
+    report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows], [r["probs"] for r in rows],
+                                 loaded.classes)
+    report.update(task="segment", skipped=skipped,
+                  videos=[{"path": r["path"], "frame_accuracy": float((r["pred"] == r["target"]).float().mean())}
                                                            for r in rows])
     if plot and rows:
         from ._optional import available
@@ -150,16 +157,19 @@ def _evaluate_caption(loaded: LoadedRun, data, *, root, batch_size: int, workers
     from .metrics_caption import caption_report
 
     spec = load_captions(data, root=root)
-    dataset = VideoDataset(spec.videos, sampler=loaded.sampler(), transform=eval_transform(loaded.data_cfg), on_error="skip",
+    dataset = VideoDataset(spec.videos, sampler=loaded.sampler(), transform=eval_transform(loaded.data_cfg),
+                           on_error="skip",
                            targets=CaptionTargets(spec.captions, loaded.vocab, random=False))
     cfg = loaded.cfg
-    rows, skipped = generate_captions(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers), loaded.device,
+    rows, skipped = generate_captions(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers),
+                                      loaded.device,
                                       loaded.vocab, beam_size=cfg.beam_size, length_penalty=cfg.length_penalty,
                                       max_len=cfg.max_caption_len)
     rows.sort(key=lambda r: r["index"])
     report = caption_report([r["caption"] for r in rows], [spec.captions[r["path"]] for r in rows])
     report.update(task="caption", skipped=skipped, beam_size=cfg.beam_size,
-                  captions=[{"path": r["path"], "caption": r["caption"], "references": spec.captions[r["path"]]} for r in rows])
+                  captions=[{"path": r["path"], "caption": r["caption"],
+                             "references": spec.captions[r["path"]]} for r in rows])
     return report
 
 
@@ -169,7 +179,8 @@ def read_clip(path: str, sampler: SamplerConfig, limits: Limits | None) -> tuple
         info = reader.info
         indices = sample_indices(sampler, info.num_frames, fps=info.fps, train=False)
         frames = reader.get_frames(indices)
-        facts = {"frames": info.num_frames, "fps": info.fps, "duration": info.duration, "corrupt_frames": reader.corrupt_frames}
+        facts = {"frames": info.num_frames, "fps": info.fps, "duration": info.duration,
+                 "corrupt_frames": reader.corrupt_frames}
     return frames, indices, facts
 
 
@@ -239,11 +250,13 @@ class Predictor:
                 return {**row, **self._caption(clip)}
             out = loaded.model(clip)
         if loaded.task == "segment":
-            return {**row, **self._segments(out.logits.float()[0].softmax(-1).cpu(), torch.tensor(row["frame_times"]), facts["duration"])}
+            return {**row,
+                    **self._segments(out.logits.float()[0].softmax(-1).cpu(), torch.tensor(row["frame_times"]),
+                                     facts["duration"])}
         probs = out.logits.float().softmax(-1)[0].cpu()  # (K,)
         top = probs.topk(min(self.topk, len(loaded.classes)))
         row.update(label=loaded.classes[int(top.indices[0])], score=float(top.values[0]),
-                   topk=[[loaded.classes[int(c)], float(p)] for p, c in zip(top.values, top.indices)])
+                   topk=[[loaded.classes[int(c)], float(p)] for p, c in zip(top.values, top.indices, strict=True)])
         if out.attention is not None:
             row["attention"] = [round(float(a), 6) for a in out.attention[0]]
         return row
@@ -259,8 +272,10 @@ class Predictor:
             segments = [{**s, "end": min(s["end"], duration)} for s in segments]
         counts = torch.bincount(pred, minlength=len(classes))
         main = int(counts[1:].argmax()) + 1 if len(classes) > 1 and counts[1:].sum() > 0 else 0
-        return {"label": classes[main], "score": float(probs[pred == main, main].mean()) if (pred == main).any() else 0.0,
-                "frame_labels": [classes[int(c)] for c in pred], "frame_scores": [round(float(p), 6) for p in probs.max(-1).values],
+        return {"label": classes[main],
+                "score": float(probs[pred == main, main].mean()) if (pred == main).any() else 0.0,
+                "frame_labels": [classes[int(c)] for c in pred],
+                "frame_scores": [round(float(p), 6) for p in probs.max(-1).values],
                 "segments": [{**s, "label": classes[int(s["label"])]} for s in segments]}
 
     def _caption(self, clip: torch.Tensor) -> dict:
@@ -273,8 +288,10 @@ class Predictor:
                        max_len=cfg.max_caption_len, bos=vocab.bos, eos=vocab.eos)[0]
         caption = vocab.decode(out["tokens"])
         attention = out["attention"]  # (words [+ 1 for <eos>], T)
-        return {"label": caption, "caption": caption, "score": float(out["score"]), "words": [vocab.tokens[t] for t in out["tokens"]],
-                "word_attention": [[round(float(a), 6) for a in row] for row in attention.float().cpu()] if attention is not None else []}
+        return {"label": caption, "caption": caption, "score": float(out["score"]),
+                "words": [vocab.tokens[t] for t in out["tokens"]],
+                "word_attention": [[round(float(a), 6) for a in row] for row in attention.float().cpu()]
+                if attention is not None else []}
 
     def _plot(self, frames: torch.Tensor, row: dict, plot: str | os.PathLike, index: int | None) -> str:
         path = Path(plot)
@@ -283,20 +300,24 @@ class Predictor:
         if self.loaded.task == "caption":
             from .viz_caption import plot_caption_attention
 
-            return plot_caption_attention(frames, row["words"] + ["<eos>"] if len(row["word_attention"]) > len(row["words"]) else row["words"],
+            ended = len(row["word_attention"]) > len(row["words"])
+            return plot_caption_attention(frames, row["words"] + ["<eos>"] if ended else row["words"],
                                           torch.tensor(row["word_attention"]), path, title=row["caption"])
         if self.loaded.task == "segment":
             from .viz import plot_frame_strip
 
             classes = self.loaded.classes
             labels = torch.tensor([classes.index(c) for c in row["frame_labels"]])
-            scores = torch.nn.functional.one_hot(labels, len(classes)).float() * torch.tensor(row["frame_scores"])[:, None]
-            return plot_frame_strip(frames, path, scores=scores, classes=classes, title=f"{Path(row['path']).name}: {row['label']}")
+            scores = torch.nn.functional.one_hot(labels, len(classes)).float()
+            scores = scores * torch.tensor(row["frame_scores"])[:, None]
+            return plot_frame_strip(frames, path, scores=scores, classes=classes, title=f"{Path(row['path']).name}: "
+                                    f"{row['label']}")
         return _plot_strip(frames, row, path, None)
 
 
 def predict(run_dir: str | os.PathLike, videos: Sequence[str | os.PathLike], *, topk: int = 5, device: str = "auto",
-            plot: str | os.PathLike | None = None, timeout: float = 120.0, limits: Limits | None = Limits()) -> list[dict]:
+            plot: str | os.PathLike | None = None, timeout: float = 120.0,
+            limits: Limits | None = Limits()) -> list[dict]:
     """Label each video; a bad video gets ``{"path", "error", "reason"}`` instead of a prediction.
 
     Every result has path, label, score, frame_indices, frame_times (seconds) and the video's

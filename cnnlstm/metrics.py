@@ -127,7 +127,7 @@ def per_class_table(confusion: Any, classes: Sequence[str]) -> list[dict]:
         raise ValueError(f"got {len(classes)} class names for a {tuple(c.shape)} confusion matrix")
     support, predicted, correct = c.sum(dim=1).tolist(), c.sum(dim=0).tolist(), c.diagonal().tolist()
     rows = []
-    for name, s, p, tp in zip(classes, support, predicted, correct):
+    for name, s, p, tp in zip(classes, support, predicted, correct, strict=True):
         recall, precision = _ratio(tp, s), _ratio(tp, p)
         f1 = _ratio(2 * precision * recall, precision + recall)
         rows.append({"class": str(name), "support": s, "correct": tp,
@@ -178,7 +178,8 @@ def format_per_class(table: Sequence[dict]) -> str:
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
 
     def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
 
     out = [fmt(header), "  ".join("-" * w for w in widths), *(fmt(line) for line in lines)]
     if supported:  # rule above the macro line

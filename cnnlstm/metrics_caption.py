@@ -29,16 +29,19 @@ def _ngrams(words: Sequence[str], n: int) -> Ngrams:
     return Counter(tuple(words[i : i + k]) for k in range(1, n + 1) for i in range(len(words) - k + 1))
 
 
-def _check(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[list[str]]]]:
+def _check(hypotheses: Sequence[str],
+           references: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[list[str]]]]:
     if isinstance(hypotheses, str) or any(not isinstance(h, str) for h in hypotheses):
         raise TypeError("hypotheses must be a list of strings, one caption per video")
     if len(hypotheses) != len(references):
-        raise ValueError(f"got {len(hypotheses)} hypotheses but {len(references)} reference lists; expected one each per video")
+        raise ValueError(f"got {len(hypotheses)} hypotheses but {len(references)} reference lists; expected one each "
+                         "per video")
     if not hypotheses:
         raise ValueError("no captions to score: hypotheses is empty")
     for i, refs in enumerate(references):
         if isinstance(refs, str) or not refs or any(not isinstance(r, str) for r in refs):
-            raise ValueError(f"references[{i}] must be a non-empty list of strings (the reference captions of video {i})")
+            raise ValueError(f"references[{i}] must be a non-empty list of strings (the reference captions of video "
+                             f"{i})")
     return [tokenize(h) for h in hypotheses], [[tokenize(r) for r in refs] for refs in references]
 
 
@@ -48,7 +51,7 @@ def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]], n: int 
     tiny, small = 1e-15, 1e-9
     correct, guess = [0] * n, [0] * n
     hyp_len = ref_len = 0
-    for words, ref_words in zip(hyps, refs):
+    for words, ref_words in zip(hyps, refs, strict=True):
         max_counts: dict[tuple, int] = {}
         for ref in ref_words:
             for gram, count in _ngrams(ref, n).items():
@@ -89,7 +92,7 @@ def cider_d(hypotheses: Sequence[str], references: Sequence[Sequence[str]], *, n
         return vec, [math.sqrt(x) for x in norm], length
 
     total = 0.0
-    for words, grams in zip(hyps, ref_grams):
+    for words, grams in zip(hyps, ref_grams, strict=True):
         vec, norm, length = vector(_ngrams(words, n))
         score = [0.0] * n
         for ref in grams:
@@ -109,7 +112,8 @@ def caption_report(hypotheses: Sequence[str], references: Sequence[Sequence[str]
 
     No METEOR: it needs Java (pycocoevalcap) or a WordNet download (NLTK), see the module docstring."""
     b = bleu(hypotheses, references, n=4)
-    return dict(bleu1=b[0], bleu2=b[1], bleu3=b[2], bleu4=b[3], cider=cider_d(hypotheses, references), num_videos=len(hypotheses))
+    return dict(bleu1=b[0], bleu2=b[1], bleu3=b[2], bleu4=b[3], cider=cider_d(hypotheses, references),
+                num_videos=len(hypotheses))
 
 
 __all__ = ["bleu", "cider_d", "caption_report"]

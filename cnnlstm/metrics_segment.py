@@ -228,10 +228,11 @@ def segmentation_report(
                          f"{'' if probs is None else f', {len(probs)}'}")
     K = len(classes)
     pairs, pred_segs, gt_segs = [], [], []
-    for v, (pred, target) in enumerate(zip(preds, targets)):
+    for v, (pred, target) in enumerate(zip(preds, targets, strict=True)):
         p, t = _labels(pred, "pred"), _labels(target, "target")
         if p.shape != t.shape:
-            raise ValueError(f"video {v}: pred and target must have the same number of frames; got {p.numel()} and {t.numel()}")
+            raise ValueError(f"video {v}: pred and target must have the same number of frames; got {p.numel()} and "
+                             f"{t.numel()}")
         keep = t >= 0
         pr = None
         if probs is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ._optional import require
 from .export import PREPROCESS
 
+
 def _aa_weights(in_size: int, out_size: int):
     """(out, in) weights of an antialiased bilinear resize (a triangle filter widened when shrinking),
     the rule torch's ``interpolate(antialias=True)`` and PIL use."""
@@ -40,7 +41,8 @@ def preprocess_frame(frame, spec: dict):
     frame = np.asarray(frame)
     channels = len(spec["mean"])
     if frame.dtype != np.uint8 or frame.ndim != 3 or channels not in (frame.shape[0], frame.shape[-1]):
-        raise ValueError(f"expected one uint8 RGB frame (H, W, {channels}) or ({channels}, H, W); got {frame.dtype} {frame.shape}")
+        raise ValueError(f"expected one uint8 RGB frame (H, W, {channels}) or ({channels}, H, W); got {frame.dtype} "
+                         f"{frame.shape}")
     chw = frame if frame.shape[0] == channels and frame.shape[-1] != channels else frame.transpose(2, 0, 1)  # (C, H, W)
     h, w = chw.shape[1:]
     size = spec["resize_shorter"]
@@ -75,7 +77,8 @@ class OnnxStreamer:
         folder = Path(out_dir)
         self.meta = json.loads((folder / PREPROCESS).read_text())
         if not self.meta["files"].get("step"):
-            raise ValueError(f"{folder} has no step.onnx: model {self.meta['model']!r} cannot stream; run clip.onnx on whole clips")
+            raise ValueError(f"{folder} has no step.onnx: model {self.meta['model']!r} cannot stream; run clip.onnx "
+                             "on whole clips")
         providers = providers or ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(folder / self.meta["files"]["encoder"]), providers=providers)
         self.stepper = ort.InferenceSession(str(folder / self.meta["files"]["step"]), providers=providers)
@@ -97,7 +100,7 @@ class OnnxStreamer:
         x = preprocess_frame(frame, self.meta["input"])[None]  # (1, C, S, S)
         feature = self.encoder.run(["features"], {"frames": x})[0]  # (1, D)
         outs = self.stepper.run(None, {"feature": feature, **self.state})
-        self.state = {s["name"]: value for s, value in zip(self.meta["state"], outs[1:])}
+        self.state = {s["name"]: value for s, value in zip(self.meta["state"], outs[1:], strict=False)}
         self.logits = outs[0][0]  # (K,)
         e = np.exp(self.logits - self.logits.max())
         return e / e.sum()

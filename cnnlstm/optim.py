@@ -36,7 +36,8 @@ def plan_phases(cfg: TrainConfig) -> list[Phase]:
         raise ValueError(f"gradual needs 3 phase_epochs summing to epochs={cfg.epochs} and 3 phase_lrs; "
                          f"got phase_epochs={epochs}, phase_lrs={lrs}")
     phases, start = [], 0
-    for name, n, trainable, lr in zip(("frozen", "last_stage", "all"), epochs, ("none", "last", "all"), lrs):
+    plan = zip(("frozen", "last_stage", "all"), epochs, ("none", "last", "all"), lrs, strict=True)
+    for name, n, trainable, lr in plan:
         if n > 0:
             phases.append(Phase(name, start, n, trainable, lr))
         start += n
@@ -62,13 +63,15 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.opti
         if p.requires_grad:
             groups.setdefault((name.startswith("encoder.stages."), p.ndim <= 1), []).append(p)
     param_groups = [
-        {"params": params, "lr": lr * (scale if backbone else 1.0), "weight_decay": 0.0 if no_decay else cfg.weight_decay}
+        {"params": params, "lr": lr * (scale if backbone else 1.0),
+         "weight_decay": 0.0 if no_decay else cfg.weight_decay}
         for (backbone, no_decay), params in sorted(groups.items())
     ]
     return torch.optim.AdamW(param_groups, lr=lr)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
+                    warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup, then cosine decay to zero over the phase."""
     total_steps, warmup_steps = max(1, total_steps), max(0, min(warmup_steps, total_steps - 1))
 

@@ -77,7 +77,8 @@ def stream(run: LoadedRun | str | os.PathLike, source: str | os.PathLike, *, eve
     if not isinstance(reset_every, int) or reset_every < 0:
         raise ValueError(f"reset_every must be an integer >= 0 (0: never); got {reset_every!r}")
     if not 0 <= reset_on_cut <= 1:
-        raise ValueError(f"reset_on_cut must be in [0, 1] (mean absolute gray difference; 0: off); got {reset_on_cut!r}")
+        raise ValueError("reset_on_cut must be in [0, 1] (mean absolute gray difference; 0: off); got "
+                         f"{reset_on_cut!r}")
     if not isinstance(reconnect, int) or reconnect < 0:
         raise ValueError(f"reconnect must be an integer >= 0; got {reconnect!r}")
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
@@ -89,11 +90,13 @@ def stream(run: LoadedRun | str | os.PathLike, source: str | os.PathLike, *, eve
     loaded = run if isinstance(run, LoadedRun) else load_run(run, device=device)
     if not getattr(loaded.model, "streamable", False):
         raise ValueError(
-            f"model {loaded.cfg.model!r} is not causal (it looks at the whole clip, e.g. bidirectional or attention over "
-            f"all frames), so it cannot stream one frame at a time; streamable models: {', '.join(_streamable_models())}. "
+            f"model {loaded.cfg.model!r} is not causal (it looks at the whole clip, e.g. bidirectional or attention "
+            "over all frames), so it cannot stream one frame at a time; "
+            f"streamable models: {', '.join(_streamable_models())}. "
             "Use `cnnlstm predict` for whole clips"
         )
-    runner = _Runner(loaded, every=every, fps=fps, reset_every=reset_every, reset_on_cut=reset_on_cut, reconnect=reconnect,
+    runner = _Runner(loaded, every=every, fps=fps, reset_every=reset_every, reset_on_cut=reset_on_cut,
+                     reconnect=reconnect,
                      max_frames=max_frames, timeouts=(open_timeout, read_timeout))
     return runner.run(os.fspath(source))
 
@@ -173,7 +176,8 @@ class _Runner:
                     yield _error_event(exc)
                     return
                 attempts += 1
-                yield {"source": name, "event": "reconnect", "attempt": attempts, "of": self.reconnect, "message": str(exc)}
+                yield {"source": name, "event": "reconnect", "attempt": attempts, "of": self.reconnect,
+                       "message": str(exc)}
                 if not finite and last_index >= index_base:  # live: a gap in the stream, so start a fresh state
                     index_base, time_base = last_index + 1, now + period
                     pending_reset, prev_gray = True, None
@@ -195,8 +199,9 @@ class _Runner:
         self._interval = dt if self._interval is None else (1 - _FPS_SMOOTHING) * self._interval + _FPS_SMOOTHING * dt
         classes = self.loaded.classes
         top = logits.softmax(-1).topk(min(TOPK, len(classes)))
-        topk = [[classes[int(c)], round(float(p), 6)] for p, c in zip(top.values, top.indices)]
-        return {"source": name, "frame": index, "time": round(now, 4), "label": topk[0][0], "score": topk[0][1], "topk": topk,
+        topk = [[classes[int(c)], round(float(p), 6)] for p, c in zip(top.values, top.indices, strict=True)]
+        return {"source": name, "frame": index, "time": round(now, 4), "label": topk[0][0], "score": topk[0][1],
+                "topk": topk,
                 "fps": round(1 / self._interval, 2) if self._interval > 0 else 0.0, "reset": reset}
 
 
@@ -213,7 +218,7 @@ def _rgb(scaler, frame) -> torch.Tensor:
     planar = scaler.reformat(frame, frame.width, frame.height, "gbrp", threads=1, **full_range)
     k = int(round(frame.rotation / 90)) % 4
     channels = [None, None, None]
-    for channel, plane in zip((1, 2, 0), planar.planes):  # gbrp stores G, B, R
+    for channel, plane in zip((1, 2, 0), planar.planes, strict=False):  # gbrp stores G, B, R
         image = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, :frame.width]  # (H, W)
         channels[channel] = np.rot90(image, k) if k else image
     return torch.from_numpy(np.stack(channels))  # (C, H, W)
@@ -247,13 +252,17 @@ def add_parser(sub) -> None:
     p.add_argument("source", help="video file, folder of videos, capture device (/dev/video0) "
                                   "or URL (rtsp://, http://, udp://, rtmp://)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
-    p.add_argument("--fps", type=float, default=None, metavar="F", help="process at most F frames per second of stream time")
+    p.add_argument("--fps", type=float, default=None, metavar="F", help="process at most F frames per second of "
+                   "stream time")
     p.add_argument("--json", action="store_true", help="print one JSON object per line (frames and events)")
-    p.add_argument("--out", default=None, metavar="PNG", help="write a timeline plot (top score over time, coloured by label)")
-    p.add_argument("--reset-every", type=int, default=0, metavar="K", help="reset the recurrent state every K processed frames")
+    p.add_argument("--out", default=None, metavar="PNG", help="write a timeline plot (top score over time, coloured "
+                   "by label)")
+    p.add_argument("--reset-every", type=int, default=0, metavar="K", help="reset the recurrent state every K "
+                   "processed frames")
     p.add_argument("--reset-on-cut", type=float, default=0.0, metavar="T",
                    help="reset the state on a scene cut: mean absolute gray difference above T in [0, 1] (e.g. 0.25)")
-    p.add_argument("--reconnect", type=int, default=0, metavar="N", help="reopen a stalled or dropped live source up to N times")
+    p.add_argument("--reconnect", type=int, default=0, metavar="N", help="reopen a stalled or dropped live source up "
+                   "to N times")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N processed frames")
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="S", help="seconds to open a live source")
     p.add_argument("--read-timeout", type=float, default=10.0, metavar="S",
@@ -283,7 +292,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         else:
             if item["source"] != current and os.path.isdir(args.source):
                 print(f"== {item['source']}")
-            print(f"frame {item['frame']}  t={item['time']:.2f}s  {item['label']} {item['score']:.1%}  {item['fps']:.1f} fps"
+            print(f"frame {item['frame']}  t={item['time']:.2f}s  {item['label']} {item['score']:.1%}  "
+                  f"{item['fps']:.1f} fps"
                   + ("  (reset)" if item["reset"] else ""), flush=True)
         if "event" not in item:
             current = item["source"]
@@ -316,7 +326,8 @@ class _Timeline:
 
         from .viz import _class_colors, _figure, _save
 
-        t, lab, s = np.frombuffer(self.times), np.frombuffer(self.labels, np.int32), np.frombuffer(self.scores, np.float32)
+        t, s = np.frombuffer(self.times), np.frombuffer(self.scores, np.float32)
+        lab = np.frombuffer(self.labels, np.int32)
         fig = _figure(10, 3.2)
         ax = fig.subplots()
         ax.plot(t, s, color="0.8", linewidth=0.6, zorder=1)

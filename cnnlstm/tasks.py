@@ -86,7 +86,8 @@ class Task:
         if getattr(model, "task", None) == "caption" or getattr(model, "per_frame", False):
             kind = "captions videos" if getattr(model, "task", None) == "caption" else "labels every frame"
             hint = "caption" if getattr(model, "task", None) == "caption" else "segment"
-            raise ValueError(f"this model {kind}; train it with --task {hint} (task {self.name} needs a clip classifier "
+            raise ValueError(f"this model {kind}; train it with --task {hint} (task {self.name} needs a clip "
+                             "classifier "
                              "such as cnn_lstm)")
 
     def load(self, cfg, say: Callable[[str], None]) -> TaskData:
@@ -127,7 +128,8 @@ class Task:
         from .viz import plot_confusion
 
         logits, targets = last
-        plot_confusion(confusion_matrix(logits.argmax(1), targets, len(labels)), labels, run / "plots" / "confusion_val.png",
+        plot_confusion(confusion_matrix(logits.argmax(1), targets, len(labels)), labels,
+                       run / "plots" / "confusion_val.png",
                        title="last epoch: validation confusion")
 
 
@@ -144,7 +146,8 @@ def collect_frames(model, loader, device, autocast=nullcontext) -> tuple[list[di
             for b, meta in enumerate(batch.meta):
                 n = int(batch.lengths[b])
                 target = batch.labels[b, :n] if batch.labels is not None and batch.labels.dim() == 2 else None
-                rows.append({"index": meta["index"], "path": meta["path"], "pred": probs[b, :n].argmax(-1), "probs": probs[b, :n],
+                rows.append({"index": meta["index"], "path": meta["path"], "pred": probs[b, :n].argmax(-1),
+                             "probs": probs[b, :n],
                              "target": target, "frame_indices": meta["frame_indices"], "fps": meta.get("fps")})
     return rows, skipped
 
@@ -155,26 +158,30 @@ class SegmentTask(Task):
 
     def check_model(self, model) -> None:
         if not getattr(model, "per_frame", False) or getattr(model, "task", None) == "caption":
-            raise ValueError("--task segment needs a per-frame model: seq2seq_cnn_lstm (causal; --bidirectional for offline "
+            raise ValueError("--task segment needs a per-frame model: seq2seq_cnn_lstm (causal; --bidirectional for "
+                             "offline "
                              "use is a model option) or seq2seq_ar_cnn_lstm (autoregressive label decoder)")
 
     def load(self, cfg, say) -> TaskData:
         from .data.segments import load_segments
 
         train = load_segments(cfg.data, root=cfg.root, background=cfg.background)
-        val = load_segments(cfg.val, root=cfg.root, classes=train.classes, background=cfg.background) if cfg.val else None
+        val = load_segments(cfg.val, root=cfg.root, classes=train.classes,
+                            background=cfg.background) if cfg.val else None
         if val is not None:
             for message in check_group_leakage(train.videos, val.videos):
                 say(f"warning: {message}")
         return TaskData(train.videos, val.videos if val else None, list(train.classes),
-                        SegmentTargets(train.segments, train.classes), SegmentTargets(val.segments, train.classes) if val else None)
+                        SegmentTargets(train.segments, train.classes),
+                        SegmentTargets(val.segments, train.classes) if val else None)
 
     def forward(self, model, batch, device, cfg, progress: float):
         from .checkpoint import unwrap
 
         clips, lengths = batch.clips.to(device, non_blocking=True), batch.lengths.to(device)
         if getattr(unwrap(model), "autoregressive", False):
-            return model(clips, lengths, targets=batch.labels.to(device), teacher_forcing=teacher_forcing_ratio(cfg, progress))
+            return model(clips, lengths, targets=batch.labels.to(device),
+                         teacher_forcing=teacher_forcing_ratio(cfg, progress))
         return model(clips, lengths)
 
     def loss(self, model, batch, device, cfg, progress: float) -> torch.Tensor:
@@ -188,7 +195,8 @@ class SegmentTask(Task):
         rows = [r for part in distributed.gather_objects(info, rows) for r in part]
         if not rows:
             return {}, float("-inf"), None
-        report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows], [r["probs"] for r in rows], data.labels)
+        report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows], [r["probs"] for r in rows],
+                                     data.labels)
         row = {f"val_{k}": report[k] for k in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")}
         row["val_score"] = segment_score(report)
         row["val_skipped"] = len(skipped)
@@ -255,7 +263,8 @@ class CaptionTask(Task):
         report = caption_report([r["caption"] for r in rows], [data.references[r["path"]] for r in rows])
         row = {f"val_{k}": report[k] for k in ("bleu1", "bleu4", "cider")}
         row["val_skipped"] = len(skipped)
-        return row, row["val_cider"], [{"path": r["path"], "caption": r["caption"], "references": data.references[r["path"]]}
+        return row, row["val_cider"], [{"path": r["path"], "caption": r["caption"],
+                                        "references": data.references[r["path"]]}
                                        for r in rows[:8]]
 
     def final_plot(self, last, labels, run: Path) -> None:
@@ -263,7 +272,8 @@ class CaptionTask(Task):
         (run / "plots" / "captions_val.json").write_text(json.dumps(last, indent=2))
 
 
-def generate_captions(model, loader, device, vocab, *, beam_size: int = 1, length_penalty: float = 1.0, max_len: int = 20,
+def generate_captions(model, loader, device, vocab, *, beam_size: int = 1, length_penalty: float = 1.0,
+                      max_len: int = 20,
                       autocast=nullcontext) -> tuple[list[dict], list[dict]]:
     """Captions for every video of a loader: dicts (index, path, caption, tokens, attention (L, T),
     frame_indices, fps) and the skipped videos. Greedy when ``beam_size`` is 1."""

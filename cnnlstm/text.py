@@ -68,7 +68,8 @@ class Vocabulary:
         if max_size is not None and max_size < len(SPECIALS):
             raise ValueError(f"max_size must be >= {len(SPECIALS)} (the specials); got {max_size}")
         counts = Counter(word for caption in captions for word in tokenize(caption))
-        words = sorted((w for w, n in counts.items() if n >= min_freq and w not in SPECIALS), key=lambda w: (-counts[w], w))
+        words = sorted((w for w, n in counts.items() if n >= min_freq and w not in SPECIALS),
+                       key=lambda w: (-counts[w], w))
         if max_size is not None:
             words = words[: max_size - len(SPECIALS)]
         return cls([*SPECIALS, *words], min_freq=min_freq)
@@ -114,7 +115,8 @@ class Vocabulary:
             raise ValueError(f"{path}: not a vocabulary JSON file ({exc})") from None
         tokens = data.get("tokens") if isinstance(data, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise ValueError(f"{path}: expected a JSON object with a list of strings under 'tokens' (written by Vocabulary.save)")
+            raise ValueError(f"{path}: expected a JSON object with a list of strings under 'tokens' (written by "
+                             "Vocabulary.save)")
         return cls(tokens, min_freq=int(data.get("min_freq", 1)))
 
     def __repr__(self) -> str:

@@ -41,7 +41,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
     if cfg.hidden_size is not None:
         optional["d_model" if "d_model" in params and "hidden_size" not in params else "hidden_size"] = cfg.hidden_size
     kwargs = {k: v for k, v in optional.items() if v is not None and k in params}
-    return create_model(cfg.model, num_classes=num_classes, weights=None if cfg.weights == "none" else cfg.weights, **kwargs)
+    return create_model(cfg.model, num_classes=num_classes, weights=None if cfg.weights == "none" else cfg.weights,
+                        **kwargs)
 
 
 def data_config(cfg: TrainConfig, model: torch.nn.Module) -> DataConfig:
@@ -52,7 +53,8 @@ def sampler_config(cfg: TrainConfig) -> SamplerConfig:
     return SamplerConfig(kind=cfg.sampler, num_frames=cfg.frames, stride=cfg.stride, short=cfg.short)
 
 
-def collect_logits(model, loader, device, autocast=nullcontext) -> tuple[torch.Tensor, torch.Tensor, list[int], list[dict]]:
+def collect_logits(model, loader, device, autocast=nullcontext) -> tuple[torch.Tensor, torch.Tensor, list[int],
+                                                                         list[dict]]:
     """Run ``model`` over a loader: logits (N, K), targets (N,), dataset indices and skipped videos."""
     model.eval()
     logits, targets, indices, skipped = [], [], [], []
@@ -113,7 +115,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
             if key not in ("resume",):
                 say(f"warning: resuming with {key} changed from {old!r} to {new!r}")
     elif main and (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()) and not cfg.resume:
-        raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another --out")
+        raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another "
+                              "--out")
 
     # --- data -------------------------------------------------------------------------------
     task = get_task(cfg.task)
@@ -123,10 +126,13 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
     task.check_model(model)
     data_cfg = data_config(cfg, model)
     named = classes if cfg.task == "classify" else None  # dense tasks label through their targets
-    train_ds = VideoDataset(data.train, sampler=sampler_config(cfg), transform=train_transform(data_cfg, flip=cfg.flip, scale=(cfg.min_crop_scale, 1.0)),
-                            train=cfg.temporal_jitter, classes=named, on_error=cfg.on_error, seed=cfg.seed, targets=data.train_targets)
+    train_ds = VideoDataset(data.train, sampler=sampler_config(cfg),
+                            transform=train_transform(data_cfg, flip=cfg.flip, scale=(cfg.min_crop_scale, 1.0)),
+                            train=cfg.temporal_jitter, classes=named, on_error=cfg.on_error, seed=cfg.seed,
+                            targets=data.train_targets)
     val_ds = VideoDataset(data.val, sampler=sampler_config(cfg), transform=eval_transform(data_cfg), train=False,
-                          classes=named, on_error=cfg.on_error, seed=cfg.seed, targets=data.val_targets) if data.val else None
+                          classes=named, on_error=cfg.on_error, seed=cfg.seed,
+                          targets=data.val_targets) if data.val else None
     fingerprint = {"num_videos": len(train_ds), "classes": classes}
 
     # --- model and run directory ------------------------------------------------------------
@@ -149,7 +155,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
         if state["fingerprint"] != fingerprint:
             raise ValueError(f"cannot resume {run}: the dataset changed ({state['fingerprint']} -> {fingerprint})")
         say(f"resuming from {resume_from.name}: epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
-    say(f"training {cfg.model} ({cfg.backbone}) for {cfg.task} on {len(train_ds)} videos, {len(classes)} {'tokens' if cfg.task == 'caption' else 'classes'}, "
+    say(f"training {cfg.model} ({cfg.backbone}) for {cfg.task} on {len(train_ds)} videos, {len(classes)} "
+        f"{'tokens' if cfg.task == 'caption' else 'classes'}, "
         f"{dist_info.world_size} process(es) on {device}, precision {precision}")
 
     step = state["step"] if state else 0
@@ -164,17 +171,20 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 continue
             trainable = apply_phase(model, phase)
             say(f"phase {phase.name}: epochs {phase.start_epoch + 1}-{phase.end_epoch}, lr {phase.lr:g}, "
-                f"{len(trainable)} trainable tensors (backbone stages: {', '.join(model.encoder.trainable_stages) or 'none'})")
+                f"{len(trainable)} trainable tensors "
+                f"(backbone stages: {', '.join(model.encoder.trainable_stages) or 'none'})")
             runlog.event({"event": "phase", "phase": phase.name, "epoch": phase.start_epoch, "trainable": trainable})
             ddp_model = model
             if dist_info.enabled:
-                ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+                device_ids = [device.index] if device.type == "cuda" else None
+                ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
             step_model = torch.compile(ddp_model) if cfg.compile else ddp_model
             train_source, val_source = _phase_datasets(cfg, model, phase, train_ds, val_ds, dist_info, run, say)
             batches = EpochBatchSampler(len(train_source), cfg.batch_size, shuffle=True, seed=cfg.seed,
                                         rank=dist_info.rank, world_size=dist_info.world_size)
             loader = make_loader(train_source, batch_sampler=batches, workers=cfg.workers, seed=cfg.seed)
-            per_epoch = min(batches.num_batches(), cfg.limit_batches or batches.num_batches(), 1 if cfg.dry_run else 10**9)
+            per_epoch = min(batches.num_batches(), cfg.limit_batches or batches.num_batches(),
+                            1 if cfg.dry_run else 10**9)
             optimizer = build_optimizer(model, cfg, phase.lr)
             scheduler = build_scheduler(optimizer, per_epoch * phase.epochs, int(cfg.warmup_epochs * per_epoch))
             first_epoch, start_batch = phase.start_epoch, 0
@@ -191,7 +201,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 step_model.train()
                 skips, seen, loss_sum, tick = SkipLog(), 0, 0.0, time.perf_counter()
                 skipped_steps = 0
-                bar = tqdm(total=per_epoch - start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}]", unit="batch",
+                bar = tqdm(total=per_epoch - start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}]",
+                           unit="batch",
                            disable=not main or not cfg.progress, leave=False)
                 for batch_index, batch in enumerate(loader, start=start_batch):
                     if batch_index >= per_epoch:
@@ -204,7 +215,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                         optimizer.zero_grad(set_to_none=True)
                         scaler.scale(loss).backward()
                         scaler.unscale_(optimizer)
-                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                              cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
                         if torch.isfinite(norm) or scaler.is_enabled():  # fp16: the GradScaler skips inf steps itself
                             scaler.step(optimizer)
                             scaler.update()
@@ -214,21 +226,27 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                             skipped_steps += 1
                             if bad_steps >= 10:
                                 raise FloatingPointError(
-                                    f"non-finite gradients in {bad_steps} steps in a row (step {step}): training diverged. "
+                                    f"non-finite gradients in {bad_steps} steps in a row (step {step}): "
+                                    "training diverged. "
                                     "Lower --lr, or try --precision fp32")
                         seen += len(batch)
                         loss_sum += loss.item() * len(batch)
                     scheduler.step()
                     step += 1
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", clips_s=f"{seen / max(time.perf_counter() - tick, 1e-9):.1f}")
+                    bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}",
+                                    clips_s=f"{seen / max(time.perf_counter() - tick, 1e-9):.1f}")
                     if step % cfg.log_every == 0:
                         rate = seen / max(time.perf_counter() - tick, 1e-9)
-                        runlog.scalars(step, {"train_loss": loss_sum / max(seen, 1), "lr": max(scheduler.get_last_lr()), "clips_per_s": rate}, epoch=epoch + 1, phase=phase.name)
-                        say(f"epoch {epoch + 1}/{cfg.epochs} step {step} loss {loss_sum / max(seen, 1):.4f} {rate:.1f} clips/s")
+                        runlog.scalars(step,
+                                       {"train_loss": loss_sum / max(seen, 1), "lr": max(scheduler.get_last_lr()),
+                                        "clips_per_s": rate}, epoch=epoch + 1, phase=phase.name)
+                        say(f"epoch {epoch + 1}/{cfg.epochs} step {step} loss {loss_sum / max(seen, 1):.4f} "
+                            f"{rate:.1f} clips/s")
                     position = {"epoch": epoch, "batch_in_epoch": batch_index + 1}
                     if main and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or stop.requested):
-                        checkpoints.save(step, model, _train_state(step, position, optimizer, scheduler, scaler, best, fingerprint))
+                        checkpoints.save(step, model,
+                                         _train_state(step, position, optimizer, scheduler, scaler, best, fingerprint))
                     if on_step is not None:
                         on_step(step)
                     if stop.requested:
@@ -238,13 +256,16 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 bar.close()
                 start_batch = 0
                 skip_total.items += skips.items
-                row = {"train_loss": loss_sum / max(seen, 1), "train_skipped": len(skips), "nonfinite_steps": skipped_steps,
+                row = {"train_loss": loss_sum / max(seen, 1), "train_skipped": len(skips),
+                       "nonfinite_steps": skipped_steps,
                        "lr": max(scheduler.get_last_lr()),
                        "epoch_s": time.perf_counter() - tick}
                 if val_source is not None:
-                    val_loader = make_loader(val_source, batch_size=max(1, cfg.batch_size // dist_info.world_size), workers=cfg.workers,
+                    val_loader = make_loader(val_source, batch_size=max(1, cfg.batch_size // dist_info.world_size),
+                                             workers=cfg.workers,
                                              sampler=_shard(len(val_source), dist_info))
-                    val_row, val_score, val_last = task.validate(model, val_loader, device, autocast, data, cfg, dist_info)
+                    val_row, val_score, val_last = task.validate(model, val_loader, device, autocast, data, cfg,
+                                                                 dist_info)
                     row.update(val_row)
                     last_val = val_last if val_last is not None else last_val
                 runlog.scalars(step, row, epoch=epoch + 1, phase=phase.name)
@@ -258,10 +279,12 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                     save_weights(model, run / "model.safetensors")
                 if main:
                     end = {"epoch": epoch + 1, "batch_in_epoch": 0}
-                    checkpoints.save(step, model, _train_state(step, end, optimizer, scheduler, scaler, best, fingerprint))
+                    checkpoints.save(step, model,
+                                     _train_state(step, end, optimizer, scheduler, scaler, best, fingerprint))
                 distributed.barrier(dist_info)
                 if cfg.early_stop and epoch + 1 - best["epoch"] >= cfg.early_stop:
-                    say(f"early stop: no better {task.score_name} for {cfg.early_stop} epochs (best {best['score']:.4f} at epoch {best['epoch']})")
+                    say(f"early stop: no better {task.score_name} for {cfg.early_stop} epochs (best "
+                        f"{best['score']:.4f} at epoch {best['epoch']})")
                     stopped_early = True
                     break
                 if cfg.dry_run:
@@ -275,7 +298,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
             task.final_plot(last_val, classes, run)
     distributed.barrier(dist_info)
     summary = {"run": str(run), "task": cfg.task, "best_epoch": best["epoch"], "best_score_name": task.score_name,
-               "best_val_score": best["score"] if cfg.val else None, "steps": step, "skipped": skip_total.items, "classes": classes}
+               "best_val_score": best["score"] if cfg.val else None, "steps": step, "skipped": skip_total.items,
+               "classes": classes}
     if cfg.task == "classify":
         summary["best_val_top1"] = summary["best_val_score"]
     if main:

@@ -89,7 +89,7 @@ def _shade_phases(axes, rows: Sequence[Mapping], xs: list[float]) -> None:
     """Alternate background bands and a dashed line at each change of ``phase``."""
     runs: list[list] = []  # [phase, first x, last x]
     phase = None
-    for r, x in zip(rows, xs):
+    for r, x in zip(rows, xs, strict=True):
         phase = r.get("phase", phase)
         if runs and runs[-1][0] == phase:
             runs[-1][2] = x
@@ -97,7 +97,7 @@ def _shade_phases(axes, rows: Sequence[Mapping], xs: list[float]) -> None:
             runs.append([phase, x, x])
     if len(runs) < 2:
         return
-    cuts = [(a[2] + b[1]) / 2 for a, b in zip(runs, runs[1:])]
+    cuts = [(a[2] + b[1]) / 2 for a, b in zip(runs, runs[1:], strict=False)]
     lo, hi = [min(xs)] + cuts, cuts + [max(xs)]
     for i, (name, _, _) in enumerate(runs):
         for ax in axes:
@@ -128,7 +128,7 @@ def plot_curves(rows: Sequence[Mapping], path: str | os.PathLike, *, loss_keys: 
     xs, xlabel = _curve_x(rows)
 
     def series(key: str) -> tuple[list[float], list[float]]:
-        pts = [(x, float(r[key])) for x, r in zip(xs, rows) if _number(r.get(key))]
+        pts = [(x, float(r[key])) for x, r in zip(xs, rows, strict=True) if _number(r.get(key))]
         return [p[0] for p in pts], [p[1] for p in pts]
 
     fig = _figure(10, 4)
@@ -185,13 +185,13 @@ def plot_confusion(confusion: Any, classes: Sequence[str], path: str | os.PathLi
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=vmax)
     ax.set_xticks(range(k), names, rotation=60 if k > 4 else 0, ha="right" if k > 4 else "center",
                   rotation_mode="anchor", fontsize=8 if k > 12 else 10)
-    ylabels = [f"{n} ({int(s)})" for n, s in zip(names, support)] if normalize else names
+    ylabels = [f"{n} ({int(s)})" for n, s in zip(names, support, strict=True)] if normalize else names
     ax.set_yticks(range(k), ylabels, fontsize=8 if k > 12 else 10)
     ax.set(xlabel="predicted", ylabel="true (support)" if normalize else "true")
     ax.set_title(title or ("Confusion matrix (% of true class)" if normalize else "Confusion matrix (counts)"))
     if k <= 40:
         fontsize = max(6.0, min(10.0, 170 / k))
-        for i, j in zip(*np.nonzero(shown)):
+        for i, j in zip(*np.nonzero(shown), strict=True):
             v = shown[i, j]
             ax.text(j, i, f"{100 * v:.0f}" if normalize else f"{v:g}", ha="center", va="center",
                     fontsize=fontsize, color="white" if v > 0.55 * vmax else "black")
@@ -317,8 +317,9 @@ def plot_lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], pa
         raise ValueError("plot_lines needs at least one series; got an empty mapping")
     fig = _figure(6, 4)
     ax = fig.subplots()
-    for color, (name, (xs, ys)) in zip(_class_colors(len(series)), series.items()):
-        ax.plot(list(xs), [max(float(y), 1e-6) if logy else float(y) for y in ys], marker="o", label=str(name), color=color)
+    for color, (name, (xs, ys)) in zip(_class_colors(len(series)), series.items(), strict=True):
+        ax.plot(list(xs), [max(float(y), 1e-6) if logy else float(y) for y in ys], marker="o", label=str(name),
+                color=color)
     if logx:
         ax.set_xscale("log", base=2)
     if logy:
@@ -358,7 +359,7 @@ def plot_timeline(labels_rows: Mapping[str, Any], classes: Sequence[str], path: 
         starts, ends = np.r_[0, cuts], np.r_[cuts, len(lab)]
         for c in np.unique(lab):  # one artist per (row, class), however many segments
             sel = lab[starts] == c
-            ax.broken_barh(list(zip(starts[sel], ends[sel] - starts[sel])), (y - 0.4, 0.8),
+            ax.broken_barh(list(zip(starts[sel], ends[sel] - starts[sel], strict=True)), (y - 0.4, 0.8),
                            facecolors=palette[c] if c >= 0 else "0.9")
             present.add(int(c))
     ax.set_yticks(range(len(rows)), list(rows)[::-1])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-
 from .viz import _clip_frames, _draw_thumbnails, _figure, _np, _save, _strip_layout
 
 __all__ = ["plot_caption_attention"]
@@ -41,7 +40,8 @@ def plot_caption_attention(frames: Any, words: Sequence[str], attention: Any, pa
     grid = fig.add_gridspec(2, n, height_ratios=[strip_h, map_h])
     _draw_thumbnails(fig, grid, f, idx)
     ax = fig.add_subplot(grid[1, :])
-    image = ax.imshow(a, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(float(a.max()), 1e-6), interpolation="nearest")
+    image = ax.imshow(a, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(float(a.max()), 1e-6),
+                      interpolation="nearest")
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xticks(idx if t > max_frames else range(t))
     ax.set_xlabel("frame")

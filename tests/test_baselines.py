@@ -50,7 +50,8 @@ def test_transformer_mean_pooling_is_the_masked_mean_of_the_sequence():
 
 
 def test_sinusoidal_positions_are_fixed_and_order_matters():
-    m = TransformerTemporal(12, 16, num_layers=1, num_heads=2, positions="sinusoidal", pooling="mean", dropout=0.0).eval()
+    m = TransformerTemporal(12, 16, num_layers=1, num_heads=2, positions="sinusoidal", pooling="mean",
+                            dropout=0.0).eval()
     assert "pos_embed" not in m.state_dict()  # recomputed, not saved
     x = torch.randn(1, 5, 12)
     seq = m(x).sequence
@@ -73,7 +74,8 @@ def test_transformer_ignores_padding(pooling, grad):
 
 
 def test_temporal_transformer_model_ignores_padding_without_grad():
-    model = create_model("temporal_transformer", num_classes=5, backbone="test_tiny", d_model=16, num_heads=2, num_layers=1).eval()
+    model = create_model("temporal_transformer", num_classes=5, backbone="test_tiny", d_model=16, num_heads=2,
+                         num_layers=1).eval()
     clip = torch.randn(1, 3, 3, 32, 32)
     padded = torch.cat([clip, torch.randn(1, 2, 3, 32, 32)], dim=1)
     with torch.no_grad():
@@ -176,7 +178,8 @@ def test_kinetics_weights_load_from_the_torch_cache_and_from_a_file(tmp_path, mo
     torch.save(state, path)
     for weights in ("kinetics", str(path)):
         model = create_model("r3d_18", num_classes=5, weights=weights)
-        torch.testing.assert_close(model.encoder.stages["layer4"][1].conv2[0].weight, state["layer4.1.conv2.0.weight"], rtol=0, atol=0)
+        torch.testing.assert_close(model.encoder.stages["layer4"][1].conv2[0].weight, state["layer4.1.conv2.0.weight"],
+                                   rtol=0, atol=0)
         torch.testing.assert_close(model.encoder.stages["stem"][0].weight, state["stem.0.weight"], rtol=0, atol=0)
         assert model.head.fc.out_features == 5  # the Kinetics classifier is not loaded
 

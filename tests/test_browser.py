@@ -10,7 +10,6 @@ import os
 import shutil
 
 import pytest
-
 from test_serve import LABELS, ServerThread, make_run
 from video_factory import make_frames
 
@@ -26,7 +25,8 @@ def browser():
     except ImportError:
         pytest.skip("BROWSER TEST SKIPPED: the Python package 'playwright' is not installed (pip install playwright)")
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"BROWSER TEST SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium, or set CNNLSTM_CHROMIUM)")
+        pytest.skip(f"BROWSER TEST SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium, or set "
+                    "CNNLSTM_CHROMIUM)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         yield browser

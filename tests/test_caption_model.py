@@ -58,7 +58,8 @@ def test_every_trainable_parameter_gets_a_gradient(kw):
     model = build(**kw).train()
     out = model(torch.randn(2, 4, 3, 32, 32), torch.tensor([4, 2]), captions=captions())
     out.logits.pow(2).sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    missing = [n for n,
+               p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert not missing, f"no gradient reached: {missing}"
 
 
@@ -132,7 +133,8 @@ def test_loss_ignores_caption_padding():
 def test_learns_to_caption_in_order():
     """Three feature sequences: two events in either order; the captions name them in order."""
     torch.manual_seed(0)
-    model = create_model("caption_lstm", num_classes=12, backbone="test_tiny", hidden_size=32, embed_dim=16, dropout=0.0)
+    model = create_model("caption_lstm", num_classes=12, backbone="test_tiny", hidden_size=32, embed_dim=16,
+                         dropout=0.0)
     texts = ["red moves left then shrinks", "red shrinks then moves left", "blue moves left then shrinks"]
     vocab = Vocabulary.build(texts)
     model.reset_head(len(vocab))

@@ -37,20 +37,24 @@ def test_csv_several_rows_per_video(folder):
 
 
 @pytest.mark.parametrize("content", [
-    [{"video": "videos/a.mp4", "caption": "one"}, {"path": "videos/b.mp4", "caption": "two"}, {"video": "videos/a.mp4", "caption": "three"}],
+    [{"video": "videos/a.mp4", "caption": "one"}, {"path": "videos/b.mp4", "caption": "two"},
+     {"video": "videos/a.mp4", "caption": "three"}],
     {"videos/a.mp4": ["one", "three"], "videos/b.mp4": "two"},
-    {"sentences": [{"video_id": "a", "caption": "one"}, {"video_id": "b", "caption": "two"}, {"video_id": "a", "caption": "three"}],
+    {"sentences": [{"video_id": "a", "caption": "one"}, {"video_id": "b", "caption": "two"},
+                   {"video_id": "a", "caption": "three"}],
      "videos": [{"video_id": "a", "path": "videos/a.mp4"}, {"video_id": "b", "path": "videos/b.mp4"}]},
 ], ids=["list", "mapping", "msrvtt"])
 def test_json_forms(folder, content):
     (folder / "caps.json").write_text(json.dumps(content))
     spec = load_captions(folder / "caps.json")
-    assert spec.captions == {str(folder / "videos" / "a.mp4"): ["one", "three"], str(folder / "videos" / "b.mp4"): ["two"]}
+    assert spec.captions == {str(folder / "videos" / "a.mp4"): ["one", "three"],
+                             str(folder / "videos" / "b.mp4"): ["two"]}
 
 
 def test_msrvtt_without_paths_uses_video_id_mp4(folder):
     (folder / "caps.json").write_text(json.dumps({"sentences": [{"video_id": "a", "caption": "x"}]}))
-    assert list(load_captions(folder / "caps.json", root=folder / "videos").captions) == [str(folder / "videos" / "a.mp4")]
+    assert list(load_captions(folder / "caps.json",
+                              root=folder / "videos").captions) == [str(folder / "videos" / "a.mp4")]
 
 
 @pytest.mark.parametrize("name,text,match", [
@@ -63,7 +67,8 @@ def test_msrvtt_without_paths_uses_video_id_mp4(folder):
     ("wrongkeys.json", '[{"file": "videos/a.mp4", "caption": "x"}]', r"wrongkeys.json entry 0: expected an object"),
     ("emptycap.json", '{"videos/a.mp4": ["x", ""]}', r"emptycap.json key 'videos/a.mp4' caption 1: empty caption"),
     ("nolist.json", '{"videos/a.mp4": []}', r"nolist.json key 'videos/a.mp4': expected a caption or a non-empty list"),
-    ("unknown.json", '{"sentences": [{"video_id": "z", "caption": "x"}], "videos": [{"video_id": "a"}]}', r"sentences\[0\]: video_id 'z'"),
+    ("unknown.json", '{"sentences": [{"video_id": "z", "caption": "x"}], "videos": [{"video_id": "a"}]}',
+     r"sentences\[0\]: video_id 'z'"),
     ("number.json", "42", "expected a JSON list"),
     ("none.json", "[]", "no captions"),
 ])
@@ -91,7 +96,8 @@ def test_tracks_follow_the_actions_in_order():
         assert (track.y - track.r).min() > 0 and (track.y + track.r).max() < 1
         for action, (a, b) in ((first, (0, 10)), (second, (10, 20))):
             change = {"x": track.x[b] - track.x[a], "y": track.y[b] - track.y[a], "r": np.log(track.r[b] / track.r[a])}
-            axis, sign = {"moves left": ("x", -1), "moves right": ("x", 1), "moves up": ("y", -1), "moves down": ("y", 1),
+            axis, sign = {"moves left": ("x", -1), "moves right": ("x", 1), "moves up": ("y", -1),
+                          "moves down": ("y", 1),
                           "grows": ("r", 1), "shrinks": ("r", -1)}[action]
             assert sign * change[axis] > 0.15, (first, second, action)
             assert all(abs(v) < 1e-9 for k, v in change.items() if k != axis), (first, second, action)
@@ -118,13 +124,14 @@ def test_synth_via_the_cli_writes_files_load_captions_reads(tmp_path):
     from cnnlstm.cli import main
 
     out = tmp_path / "caps"
-    assert main(["synth", str(out), "--task", "caption", "--videos-per-class", "2", "--test-per-class", "1", "--size", "32",
+    assert main(["synth", str(out), "--task", "caption", "--videos-per-class", "2", "--test-per-class", "1", "--size",
+                 "32",
                  "--quiet"]) == 0
     train, test = load_captions(out / "train.csv"), load_captions(out / "test.csv")
     assert (len(train), len(test)) == (12, 6)
     assert all(len(c) == 3 for c in train.captions.values())
-    assert {os.path.basename(p) for p in train.captions} == {f"train_{i:04d}{ext}" for i, ext in
-                                                             zip(range(12), [".mp4", ".avi", ".mkv", ".webm"] * 3)}
+    names = zip(range(12), [".mp4", ".avi", ".mkv", ".webm"] * 3, strict=True)
+    assert {os.path.basename(p) for p in train.captions} == {f"train_{i:04d}{ext}" for i, ext in names}
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["complete"] and meta["task"] == "caption"
     video = meta["videos"][0]
@@ -132,11 +139,13 @@ def test_synth_via_the_cli_writes_files_load_captions_reads(tmp_path):
     assert train.captions[path] == captions_for(video["color"], video["shape"], *video["actions"])
     with open(out / "train.csv", newline="") as f:
         assert next(csv.reader(f)) == ["video", "caption"]
-    words = sorted({w for caps in (*train.captions.values(), *test.captions.values()) for c in caps for w in tokenize(c)})
+    words = sorted({w for caps in (*train.captions.values(),
+                                   *test.captions.values()) for c in caps for w in tokenize(c)})
     assert words == meta["vocabulary"]
     assert "then" in words and set(COLORS) & set(words)
     # a second run in the same folder replaces the first; a foreign folder is refused
-    assert main(["synth", str(out), "--task", "caption", "--videos-per-class", "1", "--test-per-class", "1", "--size", "32",
+    assert main(["synth", str(out), "--task", "caption", "--videos-per-class", "1", "--test-per-class", "1", "--size",
+                 "32",
                  "--quiet"]) == 0
     assert len(list((out / "videos").iterdir())) == 12
     (tmp_path / "foreign").mkdir()

@@ -88,4 +88,4 @@ def test_loader_works_with_workers_and_start_methods(folder, workers, context):
     assert sum(len(b) for b in batches) == 6 and sum(len(b.skipped) for b in batches) == 1
     reference = [b.clips for b in make_loader(ds, batch_size=2) if len(b)]
     got = [b.clips for b in batches if len(b)]
-    assert all(torch.equal(a, b) for a, b in zip(reference, got))  # same clips whatever the workers
+    assert all(torch.equal(a, b) for a, b in zip(reference, got, strict=True))  # same clips whatever the workers

@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 import torch
-
 import video_factory as vf
+
 from cnnlstm.data import _pyav, decode
 from cnnlstm.data.decode import FrameIndexError, Limits, VideoReader, probe, read_frames
 
@@ -87,7 +87,8 @@ def test_seek_policy_is_exact(videos, monkeypatch, seek_cost, name):
     seeks = []
     original = _pyav.PyAVVideo._seek_before
     monkeypatch.setattr(_pyav, "SEEK_COST_FRAMES", seek_cost)
-    monkeypatch.setattr(_pyav.PyAVVideo, "_seek_before", lambda self, *a, **k: (seeks.append(a), original(self, *a, **k))[1])
+    monkeypatch.setattr(_pyav.PyAVVideo, "_seek_before", lambda self, *a,
+                        **k: (seeks.append(a), original(self, *a, **k))[1])
     indices = [2, 13, 14, 30, 37, 39]  # forward only: seeks happen only when they skip frames
     with VideoReader(path, threads=1) as reader:
         assert torch.equal(reader.get_frames(indices), truth[indices])

@@ -9,8 +9,8 @@ import os
 
 import pytest
 import torch
-
 import video_factory as vf
+
 from cnnlstm.data import _probe
 from cnnlstm.data.decode import FrameIndexError, Limits, VideoReader, probe, read_frames, run_isolated
 from cnnlstm.data.errors import (
@@ -118,7 +118,8 @@ def test_limits_are_checked_at_probe_time(tmp_path, frames):
     assert "3072" in str(error)  # names the value: 64 * 48
     expect_error(small, VideoLimitError, "max_duration_s", limits=Limits(max_duration_s=0.5))
     expect_error(small, VideoLimitError, "max_frames", limits=Limits(max_frames=10))  # counted, not from the header
-    expect_error(vf.zero_frame_video(tmp_path / "two.mkv"), VideoLimitError, "max_streams", limits=Limits(max_streams=1))
+    expect_error(vf.zero_frame_video(tmp_path / "two.mkv"), VideoLimitError, "max_streams",
+                 limits=Limits(max_streams=1))
     assert probe(small, limits=None).num_frames == 24
 
 

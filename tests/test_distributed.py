@@ -1,11 +1,10 @@
 """torchrun with 2 CPU processes (gloo) trains to the same weights as 1 process, same global batch."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
-
-import dataclasses
 
 import pytest
 import torch
@@ -33,9 +32,11 @@ def _train_args(data: Path, out: Path) -> list[str]:
 
 
 def test_two_processes_train_the_same_weights_as_one(data, tmp_path):
-    single = subprocess.run([sys.executable, *_train_args(data, tmp_path / "one")], capture_output=True, text=True, timeout=300)
+    single = subprocess.run([sys.executable, *_train_args(data, tmp_path / "one")], capture_output=True, text=True,
+                            timeout=300)
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+                          "--nproc_per_node", "2",
                           *_train_args(data, tmp_path / "two")], capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "2 process(es)" in ddp.stdout
@@ -54,5 +55,6 @@ def test_two_processes_train_the_same_weights_as_one(data, tmp_path):
         moved = (one[key].float() - initial[key].float()).norm().item()
         diff = (one[key].float() - two[key].float()).norm().item()
         assert moved > 1e-3, f"{key} did not train"
-        assert diff <= 0.03 * moved, f"{key}: 1 vs 2 processes differ by {diff:.2e}, {diff / moved:.1%} of the distance trained"
+        assert diff <= 0.03 * moved, (f"{key}: 1 vs 2 processes differ by {diff:.2e}, "
+                                      f"{diff / moved:.1%} of the distance trained")
     assert len(list((tmp_path / "two").glob("cache/*/*/*.safetensors"))) >= 12  # both ranks' shards landed

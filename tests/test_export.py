@@ -18,17 +18,18 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
+from video_factory import lossless, make_frames  # noqa: E402
+
 from cnnlstm.checkpoint import save_weights  # noqa: E402
 from cnnlstm.cli import main  # noqa: E402
 from cnnlstm.config import TrainConfig, dump_yaml  # noqa: E402
 from cnnlstm.data.decode import VideoReader  # noqa: E402
 from cnnlstm.data.transforms import eval_transform  # noqa: E402
 from cnnlstm.export import export_model, export_onnx  # noqa: E402
-from cnnlstm.onnx_stream import OnnxStreamer, preprocess_frame  # noqa: E402
 from cnnlstm.inference import load_run  # noqa: E402
 from cnnlstm.models import create_model  # noqa: E402
+from cnnlstm.onnx_stream import OnnxStreamer, preprocess_frame  # noqa: E402
 from cnnlstm.train import build_model, data_config  # noqa: E402
-from video_factory import lossless, make_frames  # noqa: E402
 
 CLASSES = ["left", "right", "up"]
 FRAMES, SIZE = 6, 32
@@ -108,18 +109,19 @@ def test_step_streams_like_pytorch(exported):
     assert [o.name for o in step.get_outputs()] == ["logits", *(s["output"] for s in meta["state"])]
     clips = torch.randn(2, 8, 3, SIZE, SIZE)
     encoder = session(out / "encoder.onnx")
-    state_onnx = {s["name"]: np.full([2 if d == -1 else d for d in s["shape"]], s["init"], np.float32) for s in meta["state"]}
+    state_onnx = {s["name"]: np.full([2 if d == -1 else d for d in s["shape"]], s["init"],
+                                     np.float32) for s in meta["state"]}
     with torch.no_grad():
         state = model.init_state(2)
         full = model(clips).logits  # (B, K) or (B, T, K)
         for t in range(clips.shape[1]):
             feature = encoder.run(["features"], {"frames": clips[:, t].numpy()})[0]  # (B, D)
             outs = step.run(None, {"feature": feature, **state_onnx})
-            state_onnx = dict(zip(names, outs[1:]))
+            state_onnx = dict(zip(names, outs[1:], strict=True))
             ref, state = model.step(clips[:, t], state)
             np.testing.assert_allclose(outs[0], ref.logits.numpy(), atol=ATOL, err_msg=f"step {t}")
             flat = [x for part in state for x in part]
-            for name, got, want in zip(names, outs[1:], flat):
+            for name, got, want in zip(names, outs[1:], flat, strict=True):
                 np.testing.assert_allclose(got, want.numpy(), atol=ATOL, err_msg=f"state {name} at step {t}")
             if meta["per_frame"]:
                 np.testing.assert_allclose(outs[0], full[:, t].numpy(), atol=ATOL)
@@ -156,7 +158,7 @@ def test_metadata_describes_the_graphs(exported):
     assert isinstance(meta["opset"], int) and meta["torch_version"] == torch.__version__
     flat = [x for part in model.init_state(3) for x in part]
     assert len(meta["state"]) == len(flat)
-    for spec, tensor in zip(meta["state"], flat):
+    for spec, tensor in zip(meta["state"], flat, strict=True):
         assert [3 if d == -1 else d for d in spec["shape"]] == list(tensor.shape)
         assert torch.all(tensor == spec["init"])
 

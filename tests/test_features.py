@@ -50,7 +50,8 @@ def make_dataset(data, *, frames: int = 4, train: bool = False, input_size: int 
 
 
 def make_cache(data, encoder=None, dataset=None, **kwargs):
-    return FeatureCache(data / "cache", encoder=encoder or make_encoder(), dataset=dataset or make_dataset(data), **kwargs)
+    return FeatureCache(data / "cache", encoder=encoder or make_encoder(), dataset=dataset or make_dataset(data),
+                        **kwargs)
 
 
 def entries(cache: FeatureCache) -> list:
@@ -87,7 +88,7 @@ def test_model_from_cached_features_matches_model_from_clips(data):
     features = CachedFeatureDataset(cache)
     assert len(features) == N and features.classes == dataset.classes
     with torch.inference_mode():
-        for clips, feats in zip(make_loader(dataset, batch_size=5), make_loader(features, batch_size=5)):
+        for clips, feats in zip(make_loader(dataset, batch_size=5), make_loader(features, batch_size=5), strict=True):
             assert feats.clips.shape == (len(clips), 4, model.num_features)  # (B, T, D)
             assert torch.equal(feats.labels, clips.labels) and feats.skipped == []
             assert [m["path"] for m in feats.meta] == [m["path"] for m in clips.meta]

@@ -160,7 +160,8 @@ def test_ucf101_split_lists(ucf):
     train = load_spec(splits / "trainlist01.txt", root=root)
     test = load_spec(splits / "testlist01.txt", root=root)
     assert train.classes == test.classes == ["ApplyEyeMakeup", "Archery"]
-    assert [(i.label, i.group) for i in train.items] == [("ApplyEyeMakeup", "ApplyEyeMakeup/g08"), ("Archery", "Archery/g09")]
+    assert [(i.label, i.group) for i in train.items] == [("ApplyEyeMakeup", "ApplyEyeMakeup/g08"),
+                                                         ("Archery", "Archery/g09")]
     assert [i.label for i in test.items] == ["ApplyEyeMakeup", "Archery"]
     assert train.items[0].path == str(root / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi")
     with pytest.warns(UserWarning, match="Archery/g09"):

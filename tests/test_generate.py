@@ -48,7 +48,7 @@ def test_beam_of_one_is_greedy_and_wider_beams_score_at_least_as_well(seed):
     greedy = greedy_search(model, x, lengths, max_len=8)
     one = beam_search(model, x, lengths, beam_size=1, length_penalty=0.0, max_len=8)
     four = beam_search(model, x, lengths, beam_size=4, length_penalty=0.0, max_len=8)
-    for g, b1, b4 in zip(greedy, one, four):
+    for g, b1, b4 in zip(greedy, one, four, strict=True):
         assert b1["tokens"] == g["tokens"] and b1["score"] == g["score"]
         torch.testing.assert_close(b1["attention"], g["attention"])
         assert b4["score"] >= g["score"] - 1e-6
@@ -95,7 +95,7 @@ def test_a_beam_as_wide_as_every_prefix_finds_the_best_caption(alpha):
             scores[(words, False)] = sequence_logprob(model, xb, None, list(words), False) / penalty(max_len, alpha)
         best.append(max(scores.items(), key=lambda kv: kv[1]))
     results = beam_search(model, x, lengths, beam_size=vocab ** (max_len - 1), length_penalty=alpha, max_len=max_len)
-    for r, ((words, _), score) in zip(results, best):
+    for r, ((words, _), score) in zip(results, best, strict=True):
         assert tuple(r["tokens"]) == words
         assert r["score"] == pytest.approx(score, abs=1e-4)
 
@@ -131,7 +131,8 @@ def test_attention_plot_is_written(tmp_path):
     clips = torch.randint(0, 256, (1, 5, 3, 32, 32), dtype=torch.uint8)
     result = greedy_search(model, clips.float() / 255, max_len=4)[0]
     words = [f"w{t}" for t in result["tokens"]]
-    path = plot_caption_attention(clips[0], words, result["attention"], tmp_path / "plots" / "attention.png", title="test")
+    path = plot_caption_attention(clips[0], words, result["attention"], tmp_path / "plots" / "attention.png",
+                                  title="test")
     assert path.endswith("attention.png") and (tmp_path / "plots" / "attention.png").stat().st_size > 1000
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"

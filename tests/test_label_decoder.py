@@ -55,16 +55,19 @@ def test_padding_does_not_change_real_frames():
     # clips: the CNN sees only real frames, the same outputs
     clip = torch.randn(1, 3, 3, 32, 32)
     padded = torch.cat([clip, torch.randn(1, 2, 3, 32, 32)], 1)
-    torch.testing.assert_close(model(padded, torch.tensor([3])).logits[0, :3], model(clip).logits[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model(padded, torch.tensor([3])).logits[0, :3], model(clip).logits[0], atol=1e-5,
+                               rtol=1e-4)
 
 
 @pytest.mark.parametrize("teacher_forcing", [1.0, 0.5, None], ids=["teacher", "scheduled", "greedy"])
 def test_every_trainable_parameter_gets_a_gradient(teacher_forcing):
     model = build().train()
     targets = None if teacher_forcing is None else torch.randint(0, K, (2, 4))
-    out = model(torch.randn(2, 4, 3, 32, 32), torch.tensor([4, 2]), targets=targets, teacher_forcing=teacher_forcing or 1.0)
+    out = model(torch.randn(2, 4, 3, 32, 32), torch.tensor([4, 2]), targets=targets,
+                teacher_forcing=teacher_forcing or 1.0)
     out.logits.pow(2).sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    missing = [n for n,
+               p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert not missing, f"no gradient reached: {missing}"
 
 

@@ -28,11 +28,13 @@ SETS = {
     ),
     "repeats_and_clipping": (
         ["the the the the the the", "a dog a dog a dog", "nothing in common here"],
-        [["the cat is on the mat", "there is a cat on the mat"], ["a dog runs", "a dog is running fast"], ["a bird flies", "the bird is flying"]],
+        [["the cat is on the mat", "there is a cat on the mat"], ["a dog runs", "a dog is running fast"],
+         ["a bird flies", "the bird is flying"]],
     ),
     "raw_punctuation": (
         ["A Man's guitar, played loudly!", "Two dogs (brown) run -- fast."],
-        [["a man's guitar is played loudly.", "A man plays his guitar"], ["two brown dogs run fast", "Dogs are running."]],
+        [["a man's guitar is played loudly.", "A man plays his guitar"],
+         ["two brown dogs run fast", "Dogs are running."]],
     ),
 }
 

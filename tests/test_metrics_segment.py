@@ -23,7 +23,8 @@ def test_perfect_prediction_scores_one():
     for k in (0.1, 0.25, 0.5):
         assert f1_at_k(target, target, k) == 1.0
     report = segmentation_report([target], [target], None, ["bg", "a", "b"])
-    assert all(report[key] == 1.0 for key in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.3", "map@0.5", "map@0.7"))
+    assert all(report[key] == 1.0 for key in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.3", "map@0.5",
+                                              "map@0.7"))
 
 
 def test_over_segmentation_lowers_edit_and_f1_not_frame_accuracy():

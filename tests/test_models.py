@@ -67,7 +67,8 @@ def test_every_trainable_parameter_gets_a_gradient(name, kw):
     model = build(name, **kw).train()
     out = model(clips(), torch.tensor([4, 2]))
     out.logits.float().pow(2).sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    missing = [n for n,
+               p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert not missing, f"no gradient reached: {missing}"
 
 
@@ -76,7 +77,8 @@ def test_frozen_backbone_is_bitwise_unchanged_after_training_steps(name, kw):
     model = build(name, **kw)
     model.encoder.freeze()
     model.train()
-    assert all(not m.training for s in model.encoder.stages.values() for m in s.modules()), "frozen BatchNorm must stay in eval mode"
+    modules = [m for s in model.encoder.stages.values() for m in s.modules()]
+    assert all(not m.training for m in modules), "frozen BatchNorm must stay in eval mode"
     before = {k: v.clone() for k, v in model.encoder.stages.state_dict().items()}
     head_before = [p.detach().clone() for p in model.head.parameters()]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
@@ -87,7 +89,8 @@ def test_frozen_backbone_is_bitwise_unchanged_after_training_steps(name, kw):
     after = model.encoder.stages.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert not changed, f"frozen backbone changed: {changed}"
-    assert any(not torch.equal(a, p) for a, p in zip(head_before, model.head.parameters())), "the head must train"
+    pairs = zip(head_before, model.head.parameters(), strict=True)
+    assert any(not torch.equal(a, p) for a, p in pairs), "the head must train"
 
 
 @pytest.mark.parametrize("name,kw", VARIANTS, ids=IDS)
@@ -123,7 +126,8 @@ def test_the_causal_models_are_the_streamable_ones():
     names = {(n, tuple(kw.items())) for n, kw in STREAMABLE}
     assert names == {
         ("cnn_lstm", ()), ("cnn_lstm", (("pool", "attention"),)), ("deep_cnn_lstm", ()), ("mean_pool", ()),
-        ("seq2seq_cnn_lstm", ()), ("seq2seq_cnn_lstm", (("pool", "grid"),)), ("spatial_attention_cnn_lstm", ()), ("cnn_lstm_attention", (("bidirectional", False),)),
+        ("seq2seq_cnn_lstm", ()), ("seq2seq_cnn_lstm", (("pool", "grid"),)), ("spatial_attention_cnn_lstm", ()),
+                     ("cnn_lstm_attention", (("bidirectional", False),)),
     }
 
 
@@ -248,7 +252,8 @@ def test_public_surface():
         "cnn_lstm", "bi_cnn_lstm", "cnn_lstm_attention", "self_attention_lstm", "deep_cnn_lstm",
         "seq2seq_cnn_lstm", "spatial_attention_cnn_lstm", "mean_pool",
     }
-    assert cnnlstm.list_models("*attention*") == ["cnn_lstm_attention", "self_attention_lstm", "spatial_attention_cnn_lstm"]
+    assert cnnlstm.list_models("*attention*") == ["cnn_lstm_attention", "self_attention_lstm",
+                                                  "spatial_attention_cnn_lstm"]
 
 
 def test_the_cnn_runs_only_on_real_frames():

@@ -145,7 +145,8 @@ def test_labels_to_segments_in_frames_and_seconds():
     times = 10 + 0.5 * torch.arange(8)
     segs = labels_to_segments(labels, times=times)
     assert (segs[0]["start"], segs[0]["end"]) == (10.5, 12.0)
-    assert labels_to_segments(torch.tensor([3]), times=torch.tensor([2.0])) == [{"label": 3, "start": 2.0, "end": 2.0, "score": 1.0}]
+    assert labels_to_segments(torch.tensor([3]),
+                              times=torch.tensor([2.0])) == [{"label": 3, "start": 2.0, "end": 2.0, "score": 1.0}]
     assert labels_to_segments(torch.tensor([], dtype=torch.long)) == []
 
 

@@ -181,7 +181,8 @@ def test_bad_uploads_are_rejected_cleanly(server, videos, kind, status, error):
 
 
 def test_real_video_with_a_disallowed_extension(server, videos):
-    assert_error(post_file(server, videos["good"], name="clip.gif", content_type="image/gif"), 415, "unsupported_format")
+    assert_error(post_file(server, videos["good"], name="clip.gif", content_type="image/gif"), 415,
+                 "unsupported_format")
     assert_error(post_file(server, videos["good"], name="clip"), 415, "unsupported_format")
 
 
@@ -195,7 +196,8 @@ def test_empty_file_and_missing_field(server, tmp_path):
 
 
 def test_too_big_with_content_length(server):
-    body = assert_error(server.client.post("/predict", files={"file": ("big.mp4", b"\0" * (LIMIT + 1024))}), 413, "too_large")
+    body = assert_error(server.client.post("/predict", files={"file": ("big.mp4", b"\0" * (LIMIT + 1024))}), 413,
+                        "too_large")
     assert "MiB" in body["detail"]
     assert uploads_left(server) == []
 
@@ -215,7 +217,8 @@ def test_too_big_chunked_without_content_length(server):
             yield chunk
         yield b"\r\n" + boundary + b"--\r\n"
 
-    response = server.client.post("/predict", content=body(), headers={"content-type": "multipart/form-data; boundary=b0undary"})
+    response = server.client.post("/predict", content=body(), headers={"content-type": "multipart/form-data; "
+                                                                       "boundary=b0undary"})
     assert "content-length" not in {k.lower() for k in response.request.headers}
     assert_error(response, 413, "too_large")
     assert sent < total / 2, f"the client had to send {sent} of {total} bytes before the 413"

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import video_factory as vf
+
 from cnnlstm.checkpoint import save_weights
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig, dump_yaml
 from cnnlstm.data.decode import VideoReader
 from cnnlstm.data.errors import UnsupportedFormatError, VideoOpenError
+from cnnlstm.data.live import open_source
 from cnnlstm.data.transforms import eval_transform
 from cnnlstm.inference import load_run
-from cnnlstm.data.live import open_source
 from cnnlstm.stream import stream
 from cnnlstm.train import build_model
 
@@ -94,7 +94,8 @@ def test_a_clip_model_stepping_through_a_file_equals_running_it_on_the_clip(runs
         torch.testing.assert_close(probs(events[t]), softmax(model(clip[:, : t + 1]).logits[0]), atol=1e-4, rtol=0)
     first = events[0]
     assert set(first) == {"source", "frame", "time", "label", "score", "topk", "fps", "reset"}
-    assert first["source"] == str(video) and first["label"] == first["topk"][0][0] and first["score"] == first["topk"][0][1]
+    assert first["source"] == str(video)
+    assert first["label"] == first["topk"][0][0] and first["score"] == first["topk"][0][1]
     assert not any(e["reset"] for e in events) and all(e["fps"] > 0 for e in events)
 
 
@@ -113,7 +114,8 @@ def test_every_and_fps_skip_frames_and_the_model_sees_only_the_processed_ones(ru
     events = list(stream(runs["cnn_lstm"], video, every=3))
     assert [e["frame"] for e in events] == [0, 3, 6, 9]
     torch.testing.assert_close(probs(events[-1]), softmax(model(clip[:, [0, 3, 6, 9]]).logits[0]), atol=1e-4, rtol=0)
-    events = list(stream(runs["cnn_lstm"], video, fps=10))  # 25 fps source, 0.48 s: at most 10 per second of stream time
+    events = list(stream(runs["cnn_lstm"], video,
+                         fps=10))  # 25 fps source, 0.48 s: at most 10 per second of stream time
     assert [e["frame"] for e in events] == [0, 3, 5, 8, 10]
     assert all(e["time"] >= i / 10 - 1e-6 for i, e in enumerate(events))  # the i-th processed frame is not early
     both = list(stream(runs["cnn_lstm"], video, every=2, fps=10, max_frames=3))
@@ -146,7 +148,8 @@ def test_non_causal_models_are_refused_with_the_streamable_list(tmp_path, model,
 
 
 def test_bad_arguments_are_refused(runs, video):
-    for kwargs in ({"every": 0}, {"fps": 0.0}, {"reset_every": -1}, {"reset_on_cut": 2.0}, {"reconnect": -1}, {"max_frames": 0}):
+    for kwargs in ({"every": 0}, {"fps": 0.0}, {"reset_every": -1}, {"reset_on_cut": 2.0}, {"reconnect": -1},
+                   {"max_frames": 0}):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             stream(runs["cnn_lstm"], video, **kwargs)
 
@@ -164,7 +167,8 @@ def test_a_folder_streams_its_videos_in_order_with_a_fresh_state_each(runs, tmp_
     assert [(Path(e["source"]).name, e.get("event", e.get("frame"))) for e in events] == (
         [("a.mkv", i) for i in range(3)] + [("b.mkv", i) for i in range(4)] + [("c.mp4", "error")]
         + [("d.mkv", i) for i in range(3)])
-    torch.testing.assert_close(torch.stack([probs(e) for e in events[-3:]]), torch.stack([probs(e) for e in events[:3]]))
+    torch.testing.assert_close(torch.stack([probs(e) for e in events[-3:]]),
+                               torch.stack([probs(e) for e in events[:3]]))
     alone = list(stream(runs["cnn_lstm"], folder / "b.mkv"))
     torch.testing.assert_close(torch.stack([probs(e) for e in events[3:7]]), torch.stack([probs(e) for e in alone]))
     empty = tmp_path / "empty"
@@ -287,7 +291,8 @@ def test_an_unreachable_url_is_an_open_error(runs):
 def test_cli_json_lines_and_timeline_plot(runs, video, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "timeline.png"
-    code = main(["stream", str(runs["cnn_lstm"]), str(video), "--json", "--every", "2", "--out", str(png), "--device", "cpu"])
+    code = main(["stream", str(runs["cnn_lstm"]), str(video), "--json", "--every", "2", "--out", str(png), "--device",
+                 "cpu"])
     out = capsys.readouterr().out
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0

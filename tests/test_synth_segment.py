@@ -86,7 +86,7 @@ def test_planned_actions_stay_in_the_frame_and_last_long_enough():
         assert len(track) == len(labels) == T
         assert segments[0]["label"] == ACTIONS[seed % len(ACTIONS)]
         assert all(s["end"] - s["start"] >= MIN_SEGMENT for s in segments)
-        assert all(a["label"] != b["label"] for a, b in zip(segments, segments[1:]))
+        assert all(a["label"] != b["label"] for a, b in zip(segments, segments[1:], strict=False))
         assert (track.x - track.r).min() > 0 and (track.x + track.r).max() < 1
         assert (track.y - track.r).min() > 0 and (track.y + track.r).max() < 1 and track.r.min() > 0.04
         # still frames repeat the previous state; action frames change it
@@ -101,8 +101,8 @@ def test_rerun_replaces_and_refuses_a_foreign_folder(tmp_path):
     tiny = SynthConfig(task="segment", videos_per_class=1, test_per_class=0, size=16, min_frames=6, max_frames=6)
     summary = synthesize(out, tiny)  # replaces the classification output
     assert summary["train"] == len(ACTIONS) and summary["test"] == 0
-    assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(Path(v["path"]).name for v in
-                                                                         json.loads((out / "dataset.json").read_text())["videos"])
+    listed = json.loads((out / "dataset.json").read_text())["videos"]
+    assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(Path(v["path"]).name for v in listed)
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "train.csv").write_text("keep me")

@@ -36,7 +36,9 @@ def caption_data(tmp_path_factory) -> Path:
 
 
 def _config(folder: Path, out: Path, **kw):
-    return resolve_config(None, {**TINY, "data": str(folder / "train.csv"), "val": str(folder / "test.csv"), "out": str(out), **kw})
+    return resolve_config(None,
+                          {**TINY, "data": str(folder / "train.csv"), "val": str(folder / "test.csv"), "out": str(out),
+                           **kw})
 
 
 def _train_losses(run: Path) -> list[float]:
@@ -45,7 +47,8 @@ def _train_losses(run: Path) -> list[float]:
 
 def test_segment_run_trains_evaluates_and_predicts_segments(segment_data, tmp_path, capsys):
     run = tmp_path / "seg"
-    summary = fit(_config(segment_data, run, task="segment", model="seq2seq_cnn_lstm", frames=12, epochs=6), log=lambda *_: None)
+    summary = fit(_config(segment_data, run, task="segment", model="seq2seq_cnn_lstm", frames=12, epochs=6),
+                  log=lambda *_: None)
     assert summary["best_score_name"] == "val_score" and summary["classes"][0] == "background"
     losses = _train_losses(run)
     assert losses[-1] < losses[0], f"training loss did not fall: {losses}"
@@ -100,7 +103,8 @@ def test_caption_run_builds_a_vocabulary_and_reports_bleu_cider(caption_data, tm
     row = json.loads(capsys.readouterr().out)[0]
     assert isinstance(row["caption"], str) and row["caption"] == row["label"]
     assert len(row["word_attention"]) >= len(row["words"])
-    assert all(len(w) == 8 and abs(sum(w) - 1) < 1e-3 for w in row["word_attention"]), "one distribution over frames per word"
+    assert all(len(w) == 8 and abs(sum(w) - 1) < 1e-3 for w in row["word_attention"]), \
+        "one distribution over frames per word"
     assert Path(row["plot"]).is_file()
 
     # the decoder loop is Python: export says so instead of writing half a model
@@ -110,9 +114,11 @@ def test_caption_run_builds_a_vocabulary_and_reports_bleu_cider(caption_data, tm
 
 def test_a_model_that_does_not_fit_the_task_is_refused_with_the_fix(segment_data, caption_data, tmp_path):
     with pytest.raises(ValueError, match="seq2seq_cnn_lstm"):
-        fit(_config(segment_data, tmp_path / "a", task="segment", model="cnn_lstm", frames=8, epochs=1), log=lambda *_: None)
+        fit(_config(segment_data, tmp_path / "a", task="segment", model="cnn_lstm", frames=8, epochs=1),
+            log=lambda *_: None)
     with pytest.raises(ValueError, match="--model caption_lstm"):
-        fit(_config(caption_data, tmp_path / "b", task="caption", model="cnn_lstm", frames=8, epochs=1), log=lambda *_: None)
+        fit(_config(caption_data, tmp_path / "b", task="caption", model="cnn_lstm", frames=8, epochs=1),
+            log=lambda *_: None)
     with pytest.raises(ValueError, match="--task segment"):
         fit(_config(segment_data, tmp_path / "c", task="classify", model="seq2seq_cnn_lstm", frames=8, epochs=1,
                     data=str(segment_data / "videos"), val=None), log=lambda *_: None)
@@ -132,8 +138,10 @@ def test_segment_targets_survive_the_feature_cache(segment_data, tmp_path):
     spec = load_segments(segment_data / "train.csv")
     encoder = create_encoder("test_tiny")
     encoder.freeze()
-    dataset = VideoDataset(spec.videos, sampler=SamplerConfig(num_frames=8), targets=SegmentTargets(spec.segments, spec.classes),
-                           transform=eval_transform(DataConfig.from_backbone(encoder.data_config, input_size=32, resize=None)))
+    dataset = VideoDataset(spec.videos, sampler=SamplerConfig(num_frames=8),
+                           targets=SegmentTargets(spec.segments, spec.classes),
+                           transform=eval_transform(DataConfig.from_backbone(encoder.data_config, input_size=32,
+                                                                             resize=None)))
     cache = FeatureCache(tmp_path / "cache", encoder=encoder, dataset=dataset)
     extract_features(cache, progress=False)
     cached = CachedFeatureDataset(cache)

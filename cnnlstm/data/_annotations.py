@@ -92,7 +92,7 @@ def csv_rows(path: Path, required: tuple[str, ...], expected: str):
             raise ValueError(
                 f"{path.name} line {number}: expected {len(header)} columns `{','.join(header)}`, got {len(row)}{hint}"
             )
-        body.append((number, dict(zip(header, (cell.strip() for cell in row)))))
+        body.append((number, dict(zip(header, (cell.strip() for cell in row), strict=True))))
     return header, body
 
 
@@ -170,7 +170,8 @@ def parse_ucf(path: Path, root, classes):
         )
     class_ind = path.parent / "classInd.txt"
     if not class_ind.is_file():
-        raise FileNotFoundError(f"{path.name}: UCF101 split lists need classInd.txt beside them, not found in {path.parent}")
+        raise FileNotFoundError(f"{path.name}: UCF101 split lists need classInd.txt beside them, not found in "
+                                f"{path.parent}")
     names = read_class_ind(class_ind)
     known, items = set(names), []
     for number, line in meaningful_lines(path):
@@ -180,14 +181,17 @@ def parse_ucf(path: Path, root, classes):
         folder = parts[0].replace("\\", "/").split("/")[0] if "/" in parts[0].replace("\\", "/") else None
         if len(parts) == 2:
             if not 1 <= int(parts[1]) <= len(names):
-                raise ValueError(f"{path.name} line {number}: class index {parts[1]} not in classInd.txt (1..{len(names)})")
+                raise ValueError(f"{path.name} line {number}: class index {parts[1]} not in classInd.txt "
+                                 f"(1..{len(names)})")
             label = names[int(parts[1]) - 1]
             if folder is not None and folder != label:
-                raise ValueError(f"{path.name} line {number}: folder {folder!r} but index {parts[1]} is {label!r} in classInd.txt")
+                raise ValueError(f"{path.name} line {number}: folder {folder!r} but index {parts[1]} is {label!r} in "
+                                 "classInd.txt")
         elif folder in known:
             label = folder
         else:
-            raise ValueError(f"{path.name} line {number}: cannot tell the class of {parts[0]!r}: its folder is not in classInd.txt")
+            raise ValueError(f"{path.name} line {number}: cannot tell the class of {parts[0]!r}: its folder is not in "
+                             "classInd.txt")
         items.append(Row(absolute(parts[0], Path(root)), label))
     return items, names, []
 

@@ -107,7 +107,8 @@ def open_video(path: str, limits: Limits | None):
             raise CorruptVideoError(
                 path, f"starts like a {known} file but its header/index is unreadable (truncated or damaged): {exc}"
             ) from exc
-        raise UnsupportedFormatError(path, f"not a container format FFmpeg recognises (first bytes {head[:8]!r})") from exc
+        what = f"not a container format FFmpeg recognises (first bytes {head[:8]!r})"
+        raise UnsupportedFormatError(path, what) from exc
     except OSError as exc:
         raise VideoOpenError(path, f"cannot open: {exc}") from exc
     except av.error.FFmpegError as exc:
@@ -157,7 +158,8 @@ def check_limits(path: str, limits: Limits | None, **values: float) -> None:
         cap = caps[key]
         if cap is not None and value > cap:
             raise VideoLimitError(
-                path, f"{key} = {value:g} is over the limit {fields[key]}={cap:g}; raise it with Limits({fields[key]}=...)"
+                path, f"{key} = {value:g} is over the limit {fields[key]}={cap:g}; "
+                      f"raise it with Limits({fields[key]}=...)"
             )
 
 

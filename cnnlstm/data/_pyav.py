@@ -222,6 +222,6 @@ class PyAVVideo:
         coded_h, coded_w = (width, height) if k % 2 else (height, width)
         full_range = {"src_color_range": 2} if frame.color_range == 2 else {}  # JPEG/full range
         planar = self._scaler.reformat(frame, coded_w, coded_h, "gbrp", threads=1, **full_range)
-        for channel, plane in zip((1, 2, 0), planar.planes):  # gbrp stores G, B, R
+        for channel, plane in zip((1, 2, 0), planar.planes, strict=False):  # gbrp stores G, B, R
             image = np.frombuffer(plane, np.uint8).reshape(coded_h, plane.line_size)[:, :coded_w]  # (H, W)
             out[channel] = np.rot90(image, k) if k else image

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._annotations import read_json, absolute, csv_rows
+from ._annotations import absolute, csv_rows, read_json
 from .formats import VideoItem, VideoList, check_videos_exist
 
 
@@ -56,7 +56,8 @@ def _read_csv(path: Path) -> list[tuple[str, str, str]]:
     header, body = csv_rows(path, ("caption",), "video,caption")
     key = "video" if "video" in header else "path" if "path" in header else None
     if key is None:
-        raise ValueError(f"{path.name} line 1: expected a header `video,caption` (or `path,caption`), got `{','.join(header)}`")
+        raise ValueError(f"{path.name} line 1: expected a header `video,caption` (or `path,caption`), got "
+                         f"`{','.join(header)}`")
     return [(row[key], row["caption"], f"{path.name} line {number}") for number, row in body]
 
 
@@ -67,7 +68,8 @@ def _read_json(path: Path) -> list[tuple[str, str, str]]:
         for i, entry in enumerate(data):
             where = f"{path.name} entry {i}"
             if not isinstance(entry, dict) or "caption" not in entry or not ({"video", "path"} & entry.keys()):
-                raise ValueError(f'{where}: expected an object {{"video": ..., "caption": ...}}; got {json.dumps(entry)[:80]}')
+                raise ValueError(f'{where}: expected an object {{"video": ..., "caption": ...}}; got '
+                                 f'{json.dumps(entry)[:80]}')
             rows.append((entry.get("video", entry.get("path")), entry["caption"], where))
     elif isinstance(data, dict) and "sentences" in data:
         sentences, videos = data["sentences"], data.get("videos", [])
@@ -81,7 +83,8 @@ def _read_json(path: Path) -> list[tuple[str, str, str]]:
         for i, entry in enumerate(sentences):
             where = f"{path.name} sentences[{i}]"
             if not isinstance(entry, dict) or "video_id" not in entry or "caption" not in entry:
-                raise ValueError(f'{where}: expected an object {{"video_id": ..., "caption": ...}}; got {json.dumps(entry)[:80]}')
+                raise ValueError(f'{where}: expected an object {{"video_id": ..., "caption": ...}}; got '
+                                 f'{json.dumps(entry)[:80]}')
             vid = str(entry["video_id"])
             if videos and vid not in files:
                 raise ValueError(f'{where}: video_id {vid!r} is not in "videos"')
@@ -91,7 +94,8 @@ def _read_json(path: Path) -> list[tuple[str, str, str]]:
             where = f"{path.name} key {video!r}"
             captions = [captions] if isinstance(captions, str) else captions
             if not isinstance(captions, list) or not captions:
-                raise ValueError(f"{where}: expected a caption or a non-empty list of captions; got {json.dumps(captions)[:80]}")
+                raise ValueError(f"{where}: expected a caption or a non-empty list of captions; got "
+                                 f"{json.dumps(captions)[:80]}")
             rows.extend((video, caption, f"{where} caption {j}") for j, caption in enumerate(captions))
     else:
         raise ValueError(
@@ -101,7 +105,8 @@ def _read_json(path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-def load_captions(spec: str | os.PathLike, *, root: str | os.PathLike | None = None, check_exists: bool = True) -> CaptionSpec:
+def load_captions(spec: str | os.PathLike, *, root: str | os.PathLike | None = None,
+                  check_exists: bool = True) -> CaptionSpec:
     """Parse a caption file (CSV or JSON, see the module docstring).
 
     With ``check_exists`` all missing videos are reported in one FileNotFoundError.
@@ -117,7 +122,8 @@ def load_captions(spec: str | os.PathLike, *, root: str | os.PathLike | None = N
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not head:
-        raise ValueError(f"{path.name}: empty file; expected a CSV with a header `video,caption` or a JSON caption file")
+        raise ValueError(f"{path.name}: empty file; expected a CSV with a header `video,caption` or a JSON caption "
+                         "file")
     json_file = path.suffix.lower() == ".json" or head in "[{"
     rows = _read_json(path) if json_file else _read_csv(path)
     captions: dict[str, list[str]] = {}

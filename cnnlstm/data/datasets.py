@@ -89,7 +89,8 @@ class VideoDataset(Dataset):
             setattr(new, key, value)
         return new
 
-    def target_of(self, item: VideoItem, frame_indices: torch.Tensor, fps: float | None, generator: torch.Generator | None = None):
+    def target_of(self, item: VideoItem, frame_indices: torch.Tensor, fps: float | None,
+                  generator: torch.Generator | None = None):
         """The training target of a sampled clip: the class index, or what ``targets`` makes of
         (item, frame indices, fps, generator), e.g. per-frame labels (T,) or caption tokens (L,)."""
         if self.targets is None:
@@ -104,14 +105,16 @@ class VideoDataset(Dataset):
         return self._label_index[item.label]
 
     def _read(self, item: VideoItem, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
-        with VideoReader(item.path, backend=self.backend, threads=self.threads, strict=self.strict, limits=self.limits) as reader:
+        with VideoReader(item.path, backend=self.backend, threads=self.threads, strict=self.strict,
+                         limits=self.limits) as reader:
             info = reader.info
             first, count = 0, info.num_frames
             # an untrimmed video with a [start, end] segment (Kinetics CSV): sample inside it
             if item.start is not None and item.end is not None and info.duration > item.end - item.start + 1.0:
                 first = min(int(item.start * info.fps), info.num_frames - 1)
                 count = max(1, min(int(item.end * info.fps), info.num_frames) - first)
-            indices = sample_indices(self.sampler, count, fps=info.fps, train=self.train, generator=generator) + first  # (T,)
+            indices = sample_indices(self.sampler, count, fps=info.fps, train=self.train,
+                                     generator=generator) + first  # (T,)
             frames = reader.get_frames(indices, size=self.decode_size)  # (T, C, H, W) uint8
         return frames, indices, info.fps
 
@@ -247,7 +250,8 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __iter__(self):
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, 0)))
+            order = torch.randperm(self.n,
+                                   generator=torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, 0)))
         else:
             order = torch.arange(self.n)
         total = self.num_batches() * self.global_batch

@@ -162,7 +162,8 @@ class FeatureCache:
         if not encoder.cacheable:
             trainable = [n for n, p in encoder.named_parameters() if p.requires_grad]
             raise ValueError(
-                f"{encoder.name} has trainable parameters ({trainable[:3]}{' ...' if len(trainable) > 3 else ''}), so its "
+                f"{encoder.name} has trainable parameters ({trainable[:3]}{' ...' if len(trainable) > 3 else ''}), "
+                "so its "
                 "features change during training and cannot be cached. Freeze it first: encoder.freeze() (and "
                 "encoder.pool.requires_grad_(False) for pool='attention')"
             )
@@ -223,7 +224,8 @@ class FeatureCache:
         return {**self.__dict__, "encoder": None}  # workers only read entries; don't copy the CNN
 
     def __repr__(self) -> str:
-        return f"FeatureCache({str(self.dir)!r}, encoder={self.key['encoder']!r}, views={self.views}, dtype={self.key['dtype']})"
+        return (f"FeatureCache({str(self.dir)!r}, encoder={self.key['encoder']!r}, views={self.views}, "
+                f"dtype={self.key['dtype']})")
 
     def _check_view(self, view: int) -> int:
         if not 0 <= view < self.views:
@@ -291,7 +293,8 @@ class FeatureCache:
         path, meta = self._locate(video_path, view, segment)
         feats = features.detach().to("cpu", self.dtype).contiguous()  # (T, D)
         if self.dtype != features.dtype and not bool(feats.isfinite().all()) and bool(features.isfinite().all()):
-            raise ValueError(f"features overflow {self.dtype} (max |x| = {float(features.abs().max()):g}); use dtype=torch.float32")
+            raise ValueError(f"features overflow {self.dtype} (max |x| = {float(features.abs().max()):g}); use "
+                             "dtype=torch.float32")
         indices = frame_indices.detach().to("cpu", torch.int64).contiguous()  # (T,)
         meta["digest"] = _blake(_tensor_bytes(feats), _tensor_bytes(indices)).hexdigest()
         save = require("safetensors.torch", purpose="the feature cache").save
@@ -350,7 +353,8 @@ def extract_features(cache: FeatureCache, *, batch_size: int = 8, workers: int =
             loader = make_loader(Subset(dataset, todo), batch_size=batch_size, workers=workers,
                                  pin_memory=device.type == "cuda")
             if progress:
-                loader = require("tqdm", purpose="progress=True").tqdm(loader, desc=f"features (view {v})", unit="batch")
+                loader = require("tqdm", purpose="progress=True").tqdm(loader, desc=f"features (view {v})",
+                                                                       unit="batch")
             with torch.inference_mode():
                 for batch in loader:
                     stats["skipped"].extend(batch.skipped)
@@ -362,7 +366,8 @@ def extract_features(cache: FeatureCache, *, batch_size: int = 8, workers: int =
                     for b, meta in enumerate(batch.meta):
                         n = int(batch.lengths[b])
                         item = dataset.videos.items[meta["index"]]
-                        cache.put(item.path, feats[b, :n], meta["frame_indices"], v, segment=_segment(item), fps=meta.get("fps"))
+                        cache.put(item.path, feats[b, :n], meta["frame_indices"], v, segment=_segment(item),
+                                  fps=meta.get("fps"))
                     stats["extracted"] += len(batch)
                     frames += int(batch.lengths.sum())
     finally:

@@ -122,7 +122,8 @@ class Source:
         if index < 0:
             raise EmptyVideoError(self.name, "no frame decoded")
         if self.live and not self._complete(last_time):
-            end = f"before its end ({self.duration:.1f} s)" if self.duration else "(a live source does not end by itself)"
+            end = (f"before its end ({self.duration:.1f} s)" if self.duration
+                   else "(a live source does not end by itself)")
             raise StreamError(self.name, f"the stream ended after {index + 1} frame(s) at {last_time:.2f} s {end}")
 
     def _complete(self, last_time: float) -> bool:
@@ -148,10 +149,11 @@ def open_source(source: str | os.PathLike, *, open_timeout: float = 10.0, read_t
     if kind == "dir":
         raise VideoOpenError(name, "is a folder; stream() plays each of its videos in turn, open_source() opens one")
     if kind == "file":
-        from .decode import Limits
         from ._probe import open_video
+        from .decode import Limits
 
-        container, video = open_video(name, Limits(max_duration_s=None, max_frames=None))  # streaming has no length limit
+        container, video = open_video(name,
+                                      Limits(max_duration_s=None, max_frames=None))  # streaming has no length limit
         return Source(name, kind, container, video)
     options = {"rw_timeout": str(int(read_timeout * 1e6))}
     fmt = None
@@ -165,7 +167,8 @@ def open_source(source: str | os.PathLike, *, open_timeout: float = 10.0, read_t
         if not os.path.exists(name):
             raise VideoOpenError(name, "no such capture device; list them with: ls /dev/video*")
     try:
-        container = av.open(name, format=fmt, options=options, timeout=(open_timeout, read_timeout), metadata_errors="ignore")
+        container = av.open(name, format=fmt, options=options, timeout=(open_timeout, read_timeout),
+                            metadata_errors="ignore")
     except MemoryError:
         raise
     except av.error.ExitError as exc:
@@ -178,7 +181,8 @@ def open_source(source: str | os.PathLike, *, open_timeout: float = 10.0, read_t
         cover = av.stream.Disposition.attached_pic
         videos = [s for s in container.streams.video if not s.disposition & cover]
         if not videos:
-            raise NoVideoStreamError(name, f"no video stream (streams: {', '.join(s.type for s in container.streams) or 'none'})")
+            raise NoVideoStreamError(name, "no video stream (streams: "
+                                     f"{', '.join(s.type for s in container.streams) or 'none'})")
         if videos[0].codec_context is None:
             raise UnsupportedCodecError(name, "FFmpeg has no decoder for the video stream's codec")
         return Source(name, kind, container, videos[0])

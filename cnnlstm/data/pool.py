@@ -123,7 +123,8 @@ class IsolatedPool:
                         ok, value, _ = pickle.loads(worker.conn.recv_bytes())
                     except (EOFError, OSError):
                         worker.process.join(5)
-                        value = DecodeCrashError(path, f"the decoding worker died ({_describe_exit(worker.process.exitcode)})")
+                        value = DecodeCrashError(path, "the decoding worker died "
+                                                 f"({_describe_exit(worker.process.exitcode)})")
                         worker = self._replace(worker)
                 elif time.monotonic() >= worker.deadline:
                     value = DecodeTimeoutError(path, f"took longer than {self.timeout:g} s; the worker was killed")

@@ -52,7 +52,8 @@ class ScanReport:
             "bad": len(self.videos) - len(good),
             "errors": dict(Counter(v["error"].split(":")[0] for v in self.bad)),
             "total_duration_s": round(sum(durations), 3),
-            "duration_s": {"min": durations[0], "median": durations[len(durations) // 2], "max": durations[-1]} if good else None,
+            "duration_s": {"min": durations[0], "median": durations[len(durations) // 2],
+                           "max": durations[-1]} if good else None,
             "frames": sum(v["frames"] for v in good),
             "codecs": dict(Counter(v["codec"] for v in good)),
             "containers": dict(Counter(v["container"] for v in good)),
@@ -69,10 +70,12 @@ class ScanReport:
         lines = [f"{s['videos']} videos: {s['ok']} ok, {s['bad']} bad"]
         if s["ok"]:
             d = s["duration_s"]
-            lines.append(f"duration: {s['total_duration_s']:.1f} s total, {d['min']:.1f} / {d['median']:.1f} / {d['max']:.1f} s min / median / max; {s['frames']} frames")
+            lines.append(f"duration: {s['total_duration_s']:.1f} s total, {d['min']:.1f} / {d['median']:.1f} / "
+                         f"{d['max']:.1f} s min / median / max; {s['frames']} frames")
             for key in ("codecs", "containers", "resolutions", "labels"):
                 if s[key]:
-                    lines.append(f"{key}: " + ", ".join(f"{k} {n}" for k, n in sorted(s[key].items(), key=lambda kv: -kv[1])))
+                    counts = sorted(s[key].items(), key=lambda kv: -kv[1])
+                    lines.append(f"{key}: " + ", ".join(f"{k} {n}" for k, n in counts))
             if s["corrupt_frames"]:
                 lines.append(f"concealed corruption: {s['corrupt_frames']} frames (decoded, but damaged)")
         if self.bad:

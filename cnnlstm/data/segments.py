@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ._annotations import read_json, SHOW, absolute, csv_rows
+from ._annotations import SHOW, absolute, csv_rows, read_json
 from .formats import VideoItem, VideoList, check_videos_exist
 
 UNITS = ("s", "frame")
@@ -78,7 +78,8 @@ def _segment(record: dict, where: str) -> Segment:
     if seconds == frames:
         found = sorted(k for k in record if k in ("start", "end", "start_frame", "end_frame"))
         raise ValueError(
-            f"{where}: give either `start`,`end` (seconds) or `start_frame`,`end_frame` (frames); got {found or 'neither'}"
+            f"{where}: give either `start`,`end` (seconds) or `start_frame`,`end_frame` (frames); "
+            f"got {found or 'neither'}"
         )
     keys = ("start", "end") if seconds else ("start_frame", "end_frame")
     absent = [k for k in (*keys, "label") if k not in record]
@@ -125,20 +126,24 @@ def _read_json(path: Path, base: Path) -> list[tuple[str, Segment | None, str]]:
         for i, record in enumerate(data):
             where = f"{path.name} entry {i}"
             if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected an object {{\"video\", \"start\", \"end\", \"label\"}}; got {record!r:.60}")
+                raise ValueError(f"{where}: expected an object {{\"video\", \"start\", \"end\", \"label\"}}; got "
+                                 f"{record!r:.60}")
             video = record.get("video", record.get("path"))
             if not isinstance(video, str) or not video.strip():
-                raise ValueError(f"{where}: missing or empty `video` (the video file, relative to the JSON file or root)")
+                raise ValueError(f"{where}: missing or empty `video` (the video file, relative to the JSON file or "
+                                 "root)")
             rows.append((absolute(video, base), _segment(record, where), where))
     elif isinstance(data, dict):
         for video, records in data.items():
             if not isinstance(records, list):
-                raise ValueError(f"{path.name} video {video!r}: expected a list of segments; got {type(records).__name__}")
+                raise ValueError(f"{path.name} video {video!r}: expected a list of segments; got "
+                                 f"{type(records).__name__}")
             rows.append((absolute(video, base), None, f"{path.name} video {video!r}"))  # listed, even with no segments
             for i, record in enumerate(records):
                 where = f"{path.name} video {video!r} entry {i}"
                 if not isinstance(record, dict):
-                    raise ValueError(f"{where}: expected an object {{\"start\", \"end\", \"label\"}}; got {record!r:.60}")
+                    raise ValueError(f"{where}: expected an object {{\"start\", \"end\", \"label\"}}; got "
+                                     f"{record!r:.60}")
                 rows.append((absolute(video, base), _segment(record, where), where))
     else:
         raise ValueError(f"{path.name}: expected a JSON list of segments or a mapping video -> segments; "
@@ -176,7 +181,8 @@ def load_segments(
     if not path.is_file():
         raise FileNotFoundError(f"segment annotations {path} do not exist (expected a .csv or .json file)")
     if path.stat().st_size == 0 or not path.read_bytes().strip():
-        raise ValueError(f"{path.name} line 1: empty file; expected a CSV header `video,start,end,label` or a JSON list")
+        raise ValueError(f"{path.name} line 1: empty file; expected a CSV header `video,start,end,label` or a JSON "
+                         "list")
     base = Path(root).expanduser().absolute() if root is not None else path.parent
     rows = (_read_json if _is_json(path) else _read_csv)(path, base)
 
@@ -192,7 +198,8 @@ def load_segments(
         if doubled:
             raise ValueError(f"classes= lists {doubled} more than once")
         if background in classes and classes[0] != background:
-            raise ValueError(f"the background class {background!r} must come first in classes= (index 0); got {classes[:SHOW]}")
+            raise ValueError(f"the background class {background!r} must come first in classes= (index 0); got "
+                             f"{classes[:SHOW]}")
         classes = classes if background in classes else [background, *classes]
         known = set(classes)
         for _, segment, where in rows:
@@ -226,8 +233,10 @@ def frame_targets(
     out = torch.full_like(index, background)  # (T,)
     for seg in segments:
         if seg.label not in class_index:
-            raise ValueError(f"segment label {seg.label!r} is not a known class; classes are {list(class_index)[:SHOW * 2]}")
-        inside = (index >= seg.start) & (index < seg.end) if seg.unit == "frame" else (centre >= seg.start) & (centre < seg.end)
+            raise ValueError(f"segment label {seg.label!r} is not a known class; classes are "
+                             f"{list(class_index)[:SHOW * 2]}")
+        at = index if seg.unit == "frame" else centre  # (T,) frame indices or seconds
+        inside = (at >= seg.start) & (at < seg.end)
         out[inside] = class_index[seg.label]
     return out
 
@@ -262,7 +271,7 @@ def _runs(labels: Tensor) -> list[list[int]]:
     change = torch.nonzero(labels[1:] != labels[:-1]).flatten() + 1
     starts = [0, *change.tolist()]
     ends = [*change.tolist(), labels.numel()]
-    return [[int(labels[s]), s, e] for s, e in zip(starts, ends)]
+    return [[int(labels[s]), s, e] for s, e in zip(starts, ends, strict=True)]
 
 
 def _merge_short(runs: list[list[int]], min_length: int) -> list[list[int]]:
@@ -348,4 +357,5 @@ def segments_to_frames(segments: Sequence[dict], num_frames: int, *, background:
     return out
 
 
-__all__ = ["Segment", "SegmentSpec", "load_segments", "frame_targets", "mode_filter", "labels_to_segments", "segments_to_frames"]
+__all__ = ["Segment", "SegmentSpec", "load_segments", "frame_targets", "mode_filter", "labels_to_segments",
+           "segments_to_frames"]

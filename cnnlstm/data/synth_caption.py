@@ -31,7 +31,8 @@ from ._draw import _PALETTE, SHAPES, Scene, Track, _luma, render
 from .encode import write_video
 from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, finish_output, prepare_output
 
-COLORS = dict(zip(("red", "green", "blue", "yellow"), (tuple(map(float, c)) for c in _PALETTE[:4])))  # name -> RGB
+# name -> RGB
+COLORS = dict(zip(("red", "green", "blue", "yellow"), (tuple(map(float, c)) for c in _PALETTE[:4]), strict=True))
 ACTIONS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks")
 PAIRS = tuple(itertools.permutations(ACTIONS, 2))  # 30 ordered pairs of different actions
 TEMPLATES = (
@@ -54,9 +55,9 @@ def plan_track(rng: np.random.Generator, num_frames: int, first: str, second: st
     u = np.linspace(0.0, 2.0, num_frames)
     progress = (np.clip(u, 0, 1), np.clip(u - 1, 0, 1))  # (T,) each: how far each action has gone
     r0, distance = rng.uniform(0.08, 0.11), rng.uniform(0.25, 0.32)
-    dx = sum(_MOVE.get(a, (0, 0))[0] * distance * p for a, p in zip((first, second), progress))  # (T,)
-    dy = sum(_MOVE.get(a, (0, 0))[1] * distance * p for a, p in zip((first, second), progress))  # (T,)
-    r = r0 * np.prod([_SCALE.get(a, 1.0) ** p for a, p in zip((first, second), progress)], axis=0)  # (T,)
+    dx = sum(_MOVE.get(a, (0, 0))[0] * distance * p for a, p in zip((first, second), progress, strict=True))  # (T,)
+    dy = sum(_MOVE.get(a, (0, 0))[1] * distance * p for a, p in zip((first, second), progress, strict=True))  # (T,)
+    r = r0 * np.prod([_SCALE.get(a, 1.0) ** p for a, p in zip((first, second), progress, strict=True)], axis=0)  # (T,)
     margin = r.max() + _MARGIN
     x0 = rng.uniform(margin - dx.min(), 1 - margin - dx.max())
     y0 = rng.uniform(margin - dy.min(), 1 - margin - dy.max())
@@ -127,7 +128,8 @@ def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progr
         for index in range(per_class * len(ACTIONS)):
             ext, codec = config.formats[index % len(config.formats)]
             pair = PAIRS[order[index % len(PAIRS)]]
-            plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec, pair=pair))
+            plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec,
+                             pair=pair))
     meta = dict(generator=_GENERATOR, version=1, task="caption", complete=False, config=asdict(config))
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))  # marks the folder as ours first
     (out / "videos").mkdir(exist_ok=True)
@@ -139,7 +141,8 @@ def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progr
     words = set()
     for video in todo:
         frames, info = render_video(config, video["split"], video["index"], video.pop("pair"))  # (T, H, W, 3)
-        write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"], options=_CODEC_OPTIONS.get(video["codec"]))
+        write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"],
+                    options=_CODEC_OPTIONS.get(video["codec"]))
         video.update(info, captions=captions_for(info["color"], info["shape"], *info["actions"]))
         rows[video["split"]] += [(video["path"], caption) for caption in video["captions"]]
         words.update(word for caption in video["captions"] for word in tokenize(caption))
@@ -152,4 +155,5 @@ def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progr
                          meta_extra={"vocabulary": sorted(words)}, classes=list(ACTIONS), vocabulary=sorted(words))
 
 
-__all__ = ["ACTIONS", "COLORS", "PAIRS", "TEMPLATES", "captions_for", "plan_track", "render_video", "synthesize_caption"]
+__all__ = ["ACTIONS", "COLORS", "PAIRS", "TEMPLATES", "captions_for", "plan_track", "render_video",
+           "synthesize_caption"]

@@ -79,7 +79,8 @@ _STEP = {"move_left": (-1, 0, 0), "move_right": (1, 0, 0), "move_up": (0, -1, 0)
          "grow": (0, 0, 1), "shrink": (0, 0, -1)}  # direction of (x, y, r) per frame
 
 
-def plan_actions(rng: np.random.Generator, num_frames: int, first: str | None = None) -> tuple[Track, list[int], list[dict]]:
+def plan_actions(rng: np.random.Generator, num_frames: int,
+                 first: str | None = None) -> tuple[Track, list[int], list[dict]]:
     """Draw one video's actions: its track (T,), per-frame class indices (T,), and the action
     segments ``{"label", "start", "end"}`` in frames (end exclusive). ``first`` asks for that
     action first (from the starting state every action fits)."""
@@ -137,7 +138,8 @@ def render_video(config: SynthConfig, split: str, index: int) -> tuple[np.ndarra
 def _readme(config: SynthConfig, summary: dict) -> str:
     lo, hi = config.min_frames * LENGTH_SCALE, config.max_frames * LENGTH_SCALE
     lines = [
-        "cnnlstm synthetic temporal action segmentation dataset (written by cnnlstm.data.synth.synthesize, task=segment)",
+        "cnnlstm synthetic temporal action segmentation dataset "
+        "(written by cnnlstm.data.synth.synthesize, task=segment)",
         "",
         "Each video shows one object (random shape, colour, start position and size) on a plain, lightly",
         f"noisy background doing 2-4 actions in a row (each at least {MIN_SEGMENT} frames), with still frames",
@@ -174,7 +176,8 @@ def synthesize_segment(out_dir: str | os.PathLike, config: SynthConfig, *, progr
         for index in range(per_class * len(ACTIONS)):
             ext, codec = config.formats[index % len(config.formats)]
             plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec))
-    meta = dict(generator=_GENERATOR, version=1, task="segment", complete=False, config=asdict(config), classes=list(CLASSES))
+    meta = dict(generator=_GENERATOR, version=1, task="segment", complete=False, config=asdict(config),
+                classes=list(CLASSES))
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))  # marks the folder as ours first
     (out / "videos").mkdir(exist_ok=True)
 
@@ -184,9 +187,11 @@ def synthesize_segment(out_dir: str | os.PathLike, config: SynthConfig, *, progr
     rows = {name: [] for name in _SPLITS}
     for video in todo:
         frames, labels, segments = render_video(config, video["split"], video["index"])  # (T, H, W, 3)
-        write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"], options=_CODEC_OPTIONS.get(video["codec"]))
+        write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"],
+                    options=_CODEC_OPTIONS.get(video["codec"]))
         video.update(frames=len(labels), labels=labels, segments=segments)
-        rows[video["split"]] += [(video["path"], f"{s['start'] / config.fps:.6f}", f"{s['end'] / config.fps:.6f}", s["label"])
+        rows[video["split"]] += [(video["path"], f"{s['start'] / config.fps:.6f}", f"{s['end'] / config.fps:.6f}",
+                                  s["label"])
                                  for s in segments]
     for name, split_rows in rows.items():
         with open(out / f"{name}.csv", "w", newline="") as f:
@@ -198,4 +203,5 @@ def synthesize_segment(out_dir: str | os.PathLike, config: SynthConfig, *, progr
                          meta_extra={"descriptions": DESCRIPTIONS}, classes=list(CLASSES))
 
 
-__all__ = ["ACTIONS", "BACKGROUND", "CLASSES", "DESCRIPTIONS", "MIN_SEGMENT", "plan_actions", "render_video", "synthesize_segment"]
+__all__ = ["ACTIONS", "BACKGROUND", "CLASSES", "DESCRIPTIONS", "MIN_SEGMENT", "plan_actions", "render_video",
+           "synthesize_segment"]

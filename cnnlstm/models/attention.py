@@ -46,7 +46,8 @@ class TemporalAttention(nn.Module):
     def init_state(self, batch: int, hidden: int, device=None, dtype=None) -> State:
         dtype = dtype or torch.get_default_dtype()
         low = torch.full((batch, 1), torch.finfo(dtype).min, device=device, dtype=dtype)
-        return low, torch.zeros(batch, 1, device=device, dtype=dtype), torch.zeros(batch, hidden, device=device, dtype=dtype)
+        norm = torch.zeros(batch, 1, device=device, dtype=dtype)
+        return low, norm, torch.zeros(batch, hidden, device=device, dtype=dtype)
 
     def forward(
         self, seq: Tensor, mask: Tensor | None = None, state: State | None = None, need_state: bool = False

@@ -137,7 +137,8 @@ class FrameEncoder(StagedEncoder):
         self.stages = nn.ModuleDict(parts.stages)
         self.num_features = parts.num_features * (4 if pool == "grid" else 1)
         self.last_stages = parts.last_stages
-        self.pool = {"avg": GlobalAvgPool, "grid": GridPool}[pool]() if pool != "attention" else SpatialAttentionPool(parts.num_features)
+        spatial = {"avg": GlobalAvgPool, "grid": GridPool}
+        self.pool = spatial[pool]() if pool != "attention" else SpatialAttentionPool(parts.num_features)
         self.data_config = {
             "mean": IMAGENET_MEAN,
             "std": IMAGENET_STD,
@@ -231,7 +232,8 @@ def efficientnet_b0(*, weights=None) -> CNNParts:
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
 
 @BACKBONES.register

@@ -110,7 +110,8 @@ class CaptionLSTM(nn.Module):
     def reset_head(self, vocab_size: int) -> None:
         """New word embedding and output layer for a vocabulary of ``vocab_size`` tokens."""
         if vocab_size < 5:
-            raise ValueError(f"vocab_size (num_classes) must be >= 5: <pad> <bos> <eos> <unk> and a word; got {vocab_size}")
+            raise ValueError("vocab_size (num_classes) must be >= 5: <pad> <bos> <eos> <unk> and a word; got "
+                             f"{vocab_size}")
         ref = self.init_h.weight
         self.embedding = nn.Embedding(vocab_size, self.embed_dim, padding_idx=0).to(ref.device, ref.dtype)
         self.out = nn.Linear(self.hidden_size + self.memory_size, vocab_size).to(ref.device, ref.dtype)
@@ -120,7 +121,8 @@ class CaptionLSTM(nn.Module):
         """Clips (B, T, C, H, W) or features (B, T, D) -> memory (B, T, M), mask (B, T) bool."""
         if x.dim() not in (3, 5):
             raise ValueError(
-                f"expected clips (B, T, C, H, W) or frame features (B, T, D={self.num_features}); got shape {tuple(x.shape)}"
+                f"expected clips (B, T, C, H, W) or frame features (B, T, D={self.num_features}); "
+                f"got shape {tuple(x.shape)}"
             )
         B, T = x.shape[:2]
         lengths = check_lengths(lengths, B, T, x.device)
@@ -132,7 +134,10 @@ class CaptionLSTM(nn.Module):
             memory = self.temporal(x, lengths).sequence  # (B, T, M)
         else:
             memory = self.temporal(x)  # (B, T, M)
-        mask = lengths_to_mask(lengths, T) if lengths is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
+        if lengths is not None:
+            mask = lengths_to_mask(lengths, T)  # (B, T)
+        else:
+            mask = torch.ones(B, T, dtype=torch.bool, device=x.device)
         return memory, mask
 
     # --- the decoder ----------------------------------------------------------------------------
@@ -152,7 +157,8 @@ class CaptionLSTM(nn.Module):
         logits = self.out(self.dropout(torch.cat([h, context], dim=-1)))  # (B, V)
         return logits, weights, (h, c, keys)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None, *, captions: Tensor, teacher_forcing: float = 1.0) -> ModelOutput:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, *, captions: Tensor,
+                teacher_forcing: float = 1.0) -> ModelOutput:
         """x: clips (B, T, C, H, W) or features (B, T, D); lengths (B,); captions (B, L) the decoder
         inputs (``<bos>`` first, padded with 0). ``teacher_forcing`` < 1 is scheduled sampling:
         at each step each sample gets its own previous argmax with probability 1 - teacher_forcing.
@@ -167,7 +173,8 @@ class CaptionLSTM(nn.Module):
             raise ValueError(f"teacher_forcing must be in [0, 1]; got {teacher_forcing}")
         lo, hi = int(captions.min()), int(captions.max())
         if lo < 0 or hi >= self.num_classes:
-            raise ValueError(f"caption token ids must be in [0, {self.num_classes}) (the vocabulary); got min {lo}, max {hi}")
+            raise ValueError(f"caption token ids must be in [0, {self.num_classes}) (the vocabulary); got min {lo}, "
+                             f"max {hi}")
         memory, mask = self.encode(x, lengths)  # (B, T, M), (B, T)
         state = self.init_decoder(memory, mask)
         tokens = captions[:, 0]  # (B,)
@@ -188,12 +195,15 @@ class CaptionLSTM(nn.Module):
 def caption_loss(logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
     """Mean cross-entropy over the real tokens: logits (B, L, V), targets (B, L) with -100 on padding."""
     if logits.shape[:2] != targets.shape:
-        raise ValueError(f"logits (B, L, V) and targets (B, L) disagree: {tuple(logits.shape)} vs {tuple(targets.shape)}")
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, label_smoothing=label_smoothing)
+        raise ValueError(f"logits (B, L, V) and targets (B, L) disagree: {tuple(logits.shape)} vs "
+                         f"{tuple(targets.shape)}")
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100,
+                           label_smoothing=label_smoothing)
 
 
 @register_model
-def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, pool: str = "avg", hidden_size: int = 256,
+def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, pool: str = "avg",
+                 hidden_size: int = 256,
                  embed_dim: int = 128, num_layers: int = 1, dropout: float = 0.1, encoder_lstm: bool = True,
                  attention: str = "bahdanau") -> CaptionLSTM:
     """CNN -> bidirectional LSTM over frames -> LSTM decoder with attention over frames; generates

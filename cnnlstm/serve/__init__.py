@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("run", help="run directory written by cnnlstm train")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-upload-mb", type=float, default=200, help="reject larger uploads (413), counted as they arrive")
+    p.add_argument("--max-upload-mb", type=float, default=200, help="reject larger uploads (413), counted as they "
+                   "arrive")
     p.add_argument("--max-duration", type=float, default=600, help="reject longer videos (seconds; 422)")
     p.add_argument("--max-pixels", type=int, default=3840 * 2160, help="reject larger frames (width*height; 422)")
     p.add_argument("--max-concurrent", type=int, default=2, help="predictions at once; more wait briefly, then 503")

@@ -41,7 +41,8 @@ STATIC = Path(__file__).parent / "static"
 # reasons (VideoError.reason) that mean "not a video container we accept" rather than "a bad video"
 _FORMAT_REASONS = {"format", "not_a_video", "unsupported_format"}
 _PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; object-src 'none'",
+    "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; "
+                               "object-src 'none'",
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -106,7 +107,8 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, "internal", "unexpected server error; the server log has the details", {"Connection": "close"})
+        return _error(500, "internal", "unexpected server error; the server log has the details",
+                      {"Connection": "close"})
 
     @app.get("/health")
     async def health() -> dict:
@@ -165,7 +167,8 @@ def _probe_and_predict(state, upload: Upload) -> dict:
         raise facts
     if not demuxer_allowed(facts["container"]):
         raise UploadError(415, "unsupported_format",
-                          f"{upload.filename!r} is a {facts['container']!r} file; allowed: MP4/MOV, Matroska/WebM, AVI, MPEG-PS/TS")
+                          f"{upload.filename!r} is a {facts['container']!r} file; "
+                          "allowed: MP4/MOV, Matroska/WebM, AVI, MPEG-PS/TS")
     (row,) = state.predictor.predict([upload.path])
     if "error" in row:
         _raise_video_error(upload, row.get("reason") or row["error"].split(":", 1)[0], row["error"])

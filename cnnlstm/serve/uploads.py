@@ -166,7 +166,8 @@ async def receive_upload(chunks: AsyncIterator[bytes], content_type: str, conten
     kind, params = parse_options_header(content_type or "")
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
         raise UploadError(400, "bad_request",
-                          f"send the video as multipart/form-data with a {field_name!r} file field; got Content-Type {content_type!r}")
+                          f"send the video as multipart/form-data with a {field_name!r} file field; "
+                          f"got Content-Type {content_type!r}")
     too_big = UploadError(413, "too_large", f"the upload is over the limit of {max_bytes / 2**20:g} MiB")
     if content_length is not None:
         if not content_length.isdigit():
@@ -187,7 +188,8 @@ async def receive_upload(chunks: AsyncIterator[bytes], content_type: str, conten
             raise UploadError(400, "bad_request", "the multipart body ended early (no closing boundary)")
         upload = writer.upload
         if upload is None:
-            raise UploadError(400, "no_file", f"no file in the request: send the video in a form field named {field_name!r}")
+            raise UploadError(400, "no_file", "no file in the request: send the video in a form field named "
+                              f"{field_name!r}")
         if upload.size == 0:
             raise UploadError(400, "empty_file", f"{upload.filename!r} is empty (0 bytes)")
         if sniff_container(upload.head) is None:
