@@ -26,8 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cnnlstm.data import _probe, _pyav  # noqa: E402
-from cnnlstm.data.decode import VideoReader, probe  # noqa: E402
+from cnnlstm.data.video import _pyav  # noqa: E402
+from cnnlstm.data.video import probe as probe_module  # noqa: E402
+from cnnlstm.data.video.decode import VideoReader, probe  # noqa: E402
 
 FPS = 25
 POLICIES = {"seek-or-forward": _pyav.SEEK_COST_FRAMES, "always-seek": -(10**9), "always-forward": 10**9}
@@ -115,7 +116,7 @@ def stream_rss(path: Path, chunk: int = 32) -> dict:
     """
     code = (
         "import json, os, resource, sys, time; sys.path.insert(0, sys.argv[2]);"
-        "from cnnlstm.data.decode import VideoReader\n"
+        "from cnnlstm.data.video.decode import VideoReader\n"
         "def rss(): return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
         "base = peak = rss(); t = time.perf_counter(); n = 0\n"
         "with VideoReader(sys.argv[1]) as r:\n"
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         path = make_video(args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop{gop_s:g}.mp4", args.duration,
                           width, height, gop_s)
         print(f"[{tag}] video ready in {time.perf_counter() - start:.1f} s: {path}", flush=True)
-        _probe._CACHE.clear()
+        probe_module._CACHE.clear()
         start = time.perf_counter()
         info = probe(path)
         rows.append((tag, "probe + packet index (cold)", f"{time.perf_counter() - start:.3f} s", "", ""))

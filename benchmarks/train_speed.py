@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from cnnlstm import create_model
+from cnnlstm.data.annotations.formats import VideoList
 from cnnlstm.data.datasets import VideoDataset, make_loader
 from cnnlstm.data.features import CachedFeatureDataset, FeatureCache, extract_features
-from cnnlstm.data.formats import VideoList
 from cnnlstm.data.sampling import SamplerConfig
 from cnnlstm.data.synth import SynthConfig, synthesize
 from cnnlstm.data.transforms import DataConfig, eval_transform

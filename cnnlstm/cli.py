@@ -59,8 +59,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """Probe every video of a dataset in isolated workers; list counts, formats and bad files."""
-    from .data.decode import Limits
-    from .data.scan import scan
+    from .data.video.scan import scan
+    from .data.video.types import Limits
 
     limits = Limits(max_pixels=args.max_pixels, max_duration_s=args.max_duration)
     report = scan(args.data, root=args.root, workers=args.workers, timeout=args.timeout, limits=limits,

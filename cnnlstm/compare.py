@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import torch
 
 from .config import TrainConfig
-from .data.isolate import run_isolated
+from .data.video.isolate import run_isolated
 from .inference import evaluate, load_run
 from .runlog import read_metrics
 from .train import fit

@@ -23,11 +23,12 @@ import torch
 from .checkpoint import load_weights
 from .config import TrainConfig, load_saved_config
 from .data.datasets import VideoDataset, make_loader
-from .data.decode import Limits, VideoReader
-from .data.errors import VideoError
-from .data.pool import IsolatedPool
 from .data.sampling import SamplerConfig, sample_indices
 from .data.transforms import DataConfig, average_views, eval_transform
+from .data.video.decode import VideoReader
+from .data.video.errors import VideoError
+from .data.video.pool import IsolatedPool
+from .data.video.types import Limits
 from .distributed import pick_device
 from .metrics import classification_report
 from .tasks import CaptionTargets, SegmentTargets, collect_frames, generate_captions
@@ -123,7 +124,7 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str |
 
 
 def _evaluate_segment(loaded: LoadedRun, data, *, root, batch_size: int, workers: int, plot: bool) -> dict:
-    from .data.segments import load_segments
+    from .data.annotations.segments import load_segments
     from .metrics_segment import segmentation_report
 
     spec = load_segments(data, root=root, classes=loaded.classes, background=loaded.cfg.background)
@@ -153,7 +154,7 @@ def _evaluate_segment(loaded: LoadedRun, data, *, root, batch_size: int, workers
 
 
 def _evaluate_caption(loaded: LoadedRun, data, *, root, batch_size: int, workers: int, plot: bool) -> dict:
-    from .data.captions import load_captions
+    from .data.annotations.captions import load_captions
     from .metrics_caption import caption_report
 
     spec = load_captions(data, root=root)
@@ -263,7 +264,7 @@ class Predictor:
 
     def _segments(self, probs: torch.Tensor, times: torch.Tensor, duration: float | None) -> dict:
         """Per-frame probabilities (T, K) -> frame labels, segments in seconds, the dominant action."""
-        from .data.segments import labels_to_segments
+        from .data.annotations.segments import labels_to_segments
 
         classes, cfg = self.loaded.classes, self.loaded.cfg
         pred = probs.argmax(-1)  # (T,)

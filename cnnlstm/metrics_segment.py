@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .data.segments import labels_to_segments
+from .data.annotations.segments import labels_to_segments
 from .metrics import confusion_matrix, per_class_table
 
 __all__ = [

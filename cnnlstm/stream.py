@@ -7,7 +7,7 @@ the same whatever the stream's length and only the state is kept (no frames, no 
 Per-frame models label the current frame; clip models answer for the stream so far (since the
 last state reset). A stalled or dropped live source raises after ``read_timeout`` instead of
 hanging; ``stream`` turns that into a ``reconnect`` or ``error`` event. Sources are opened by
-:mod:`cnnlstm.data.live`.
+:mod:`cnnlstm.data.video.live`.
 
 Letters: C channels, H/W height/width, S crop side, K classes.
 """
@@ -22,8 +22,8 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .data.errors import VideoError, VideoOpenError
-from .data.live import StreamError, expand_source, is_live, open_source
+from .data.video.errors import VideoError, VideoOpenError
+from .data.video.live import StreamError, expand_source, is_live, open_source
 
 if TYPE_CHECKING:
     import torch
@@ -127,7 +127,7 @@ class _Runner:
 
     def _play(self, name: str) -> Iterator[dict]:
         """One source, reopened after a stall or drop while reconnect attempts remain."""
-        from .data._probe import load_av
+        from .data.video.probe import load_av
 
         scaler = load_av().video.reformatter.VideoReformatter()  # one swscale context per output format
         gray_scaler = load_av().video.reformatter.VideoReformatter()
@@ -210,7 +210,7 @@ def _error_event(exc: VideoError) -> dict:
 
 
 def _rgb(scaler, frame) -> torch.Tensor:
-    """An av.VideoFrame as uint8 RGB (C, H, W) in display orientation (as cnnlstm.data.decode reads files)."""
+    """An av.VideoFrame as uint8 RGB (C, H, W) in display orientation (as cnnlstm.data.video.decode reads files)."""
     import numpy as np
     import torch
 

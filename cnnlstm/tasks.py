@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
+from .data.annotations.formats import VideoItem, VideoList, check_group_leakage, load_spec
 from .data.datasets import good_batches
-from .data.formats import VideoItem, VideoList, check_group_leakage, load_spec
 
 TASKS = ("classify", "segment", "caption")
 
@@ -48,7 +48,7 @@ class SegmentTargets:
         self.index = {c: i for i, c in enumerate(classes)}
 
     def __call__(self, item: VideoItem, frame_indices: torch.Tensor, fps: float | None, generator=None) -> torch.Tensor:
-        from .data.segments import frame_targets
+        from .data.annotations.segments import frame_targets
 
         segments = self.segments.get(item.path, [])
         if fps is None and any(s.unit == "s" for s in segments):
@@ -163,7 +163,7 @@ class SegmentTask(Task):
                              "use is a model option) or seq2seq_ar_cnn_lstm (autoregressive label decoder)")
 
     def load(self, cfg, say) -> TaskData:
-        from .data.segments import load_segments
+        from .data.annotations.segments import load_segments
 
         train = load_segments(cfg.data, root=cfg.root, background=cfg.background)
         val = load_segments(cfg.val, root=cfg.root, classes=train.classes,
@@ -224,7 +224,7 @@ class CaptionTask(Task):
             raise ValueError("--task caption needs a captioning model: --model caption_lstm")
 
     def load(self, cfg, say) -> TaskData:
-        from .data.captions import load_captions
+        from .data.annotations.captions import load_captions
         from .text import Vocabulary
 
         train = load_captions(cfg.data, root=cfg.root)

@@ -13,7 +13,7 @@ import pytest
 from test_serve import LABELS, ServerThread, make_run
 from video_factory import make_frames
 
-from cnnlstm.data.encode import write_video
+from cnnlstm.data.video.encode import write_video
 
 CHROMIUM = os.environ.get("CNNLSTM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from cnnlstm.data.captions import load_captions
+from cnnlstm.data.annotations.captions import load_captions
 from cnnlstm.data.synth import SynthConfig
 from cnnlstm.data.synth_caption import ACTIONS, COLORS, PAIRS, captions_for, plan_track, render_video
 from cnnlstm.text import tokenize

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cnnlstm.data.datasets import SkipLog, VideoDataset, make_loader
-from cnnlstm.data.encode import write_video
-from cnnlstm.data.errors import VideoError
 from cnnlstm.data.sampling import SamplerConfig
 from cnnlstm.data.transforms import DataConfig, eval_transform, train_transform
+from cnnlstm.data.video.encode import write_video
+from cnnlstm.data.video.errors import VideoError
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import pytest
 import torch
 import video_factory as vf
 
-from cnnlstm.data import _pyav, decode
-from cnnlstm.data.decode import FrameIndexError, Limits, VideoReader, probe, read_frames
+from cnnlstm.data.video import _pyav, decode
+from cnnlstm.data.video.decode import FrameIndexError, Limits, VideoReader, probe, read_frames
 
 TORCHCODEC_OK, TORCHCODEC_WHY = decode.torchcodec_status()
 needs_torchcodec = pytest.mark.skipif(not TORCHCODEC_OK, reason=f"torchcodec unusable here: {TORCHCODEC_WHY}")

@@ -11,9 +11,9 @@ import pytest
 import torch
 import video_factory as vf
 
-from cnnlstm.data import _probe
-from cnnlstm.data.decode import FrameIndexError, Limits, VideoReader, probe, read_frames, run_isolated
-from cnnlstm.data.errors import (
+from cnnlstm.data.video import probe as probe_module
+from cnnlstm.data.video.decode import FrameIndexError, Limits, VideoReader, probe, read_frames
+from cnnlstm.data.video.errors import (
     CorruptVideoError,
     DecodeCrashError,
     DecodeTimeoutError,
@@ -25,6 +25,7 @@ from cnnlstm.data.errors import (
     VideoLimitError,
     VideoOpenError,
 )
+from cnnlstm.data.video.isolate import run_isolated
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def _rss_mb() -> float:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count file descriptors")
 def test_no_leaks_over_many_open_read_close_cycles(tmp_path, frames, monkeypatch):
-    monkeypatch.setattr(_probe, "_CACHE_SIZE", 0)  # probe every time too
+    monkeypatch.setattr(probe_module, "_CACHE_SIZE", 0)  # probe every time too
     paths = [vf.bframes(tmp_path / f"v{i}.mkv", frames[:12]) for i in range(2)]
 
     def cycle(n: int) -> None:

@@ -23,8 +23,8 @@ from video_factory import lossless, make_frames  # noqa: E402
 from cnnlstm.checkpoint import save_weights  # noqa: E402
 from cnnlstm.cli import main  # noqa: E402
 from cnnlstm.config import TrainConfig, dump_yaml  # noqa: E402
-from cnnlstm.data.decode import VideoReader  # noqa: E402
 from cnnlstm.data.transforms import eval_transform  # noqa: E402
+from cnnlstm.data.video.decode import VideoReader  # noqa: E402
 from cnnlstm.export import export_model, export_onnx  # noqa: E402
 from cnnlstm.inference import load_run  # noqa: E402
 from cnnlstm.models import create_model  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlstm.data.formats import VideoItem, VideoList, check_group_leakage, load_spec
+from cnnlstm.data.annotations.formats import VideoItem, VideoList, check_group_leakage, load_spec
 
 
 def touch(path: Path) -> Path:

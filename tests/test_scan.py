@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from cnnlstm.cli import main
-from cnnlstm.data.encode import write_video
-from cnnlstm.data.errors import DecodeCrashError, DecodeTimeoutError
-from cnnlstm.data.pool import IsolatedPool
-from cnnlstm.data.scan import FIELDS, scan
+from cnnlstm.data.video.encode import write_video
+from cnnlstm.data.video.errors import DecodeCrashError, DecodeTimeoutError
+from cnnlstm.data.video.pool import IsolatedPool
+from cnnlstm.data.video.scan import FIELDS, scan
+from cnnlstm.data.video.types import Limits
 
 
 def _echo(x):
@@ -90,6 +91,6 @@ def test_scan_table_lists_bad_files(dataset, capsys):
 
 
 def test_scan_applies_limits_at_probe_time(dataset):
-    report = scan(dataset / "run", limits=__import__("cnnlstm.data.decode", fromlist=["Limits"]).Limits(max_pixels=100))
+    report = scan(dataset / "run", limits=Limits(max_pixels=100))
     assert all(not v["ok"] and v["error"].startswith(("limit", "corrupt", "empty")) for v in report.videos)
     assert any(v["error"].startswith("limit") for v in report.videos)

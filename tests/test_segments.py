@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from cnnlstm.data.formats import VideoList
-from cnnlstm.data.segments import (
+from cnnlstm.data.annotations.formats import VideoList
+from cnnlstm.data.annotations.segments import (
     Segment,
     frame_targets,
     labels_to_segments,

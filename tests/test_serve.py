@@ -22,7 +22,7 @@ httpx = pytest.importorskip("httpx")
 
 from video_factory import audio_only, long_duration, make_frames, random_bytes, truncate  # noqa: E402
 
-from cnnlstm.data.encode import write_video  # noqa: E402
+from cnnlstm.data.video.encode import write_video  # noqa: E402
 
 LABELS = ["left", "right", "still"]
 MAX_UPLOAD_MB = 0.25  # 256 KiB: every test video fits, the oversize bodies do not

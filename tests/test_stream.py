@@ -20,10 +20,10 @@ import video_factory as vf
 from cnnlstm.checkpoint import save_weights
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig, dump_yaml
-from cnnlstm.data.decode import VideoReader
-from cnnlstm.data.errors import UnsupportedFormatError, VideoOpenError
-from cnnlstm.data.live import open_source
 from cnnlstm.data.transforms import eval_transform
+from cnnlstm.data.video.decode import VideoReader
+from cnnlstm.data.video.errors import UnsupportedFormatError, VideoOpenError
+from cnnlstm.data.video.live import open_source
 from cnnlstm.inference import load_run
 from cnnlstm.stream import stream
 from cnnlstm.train import build_model

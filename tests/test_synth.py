@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlstm.data.formats import load_spec
+from cnnlstm.data.annotations.formats import load_spec
 from cnnlstm.data.synth import CLASSES, SynthConfig, render_clip, synthesize
 from cnnlstm.data.synth_classify import REVERSE_OF, class_order
 

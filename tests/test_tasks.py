@@ -127,10 +127,10 @@ def test_a_model_that_does_not_fit_the_task_is_refused_with_the_fix(segment_data
 def test_segment_targets_survive_the_feature_cache(segment_data, tmp_path):
     """While the backbone is frozen the loop trains from cached features: the per-frame targets
     (which need each video's fps) must be the same as when decoding."""
+    from cnnlstm.data.annotations.segments import load_segments
     from cnnlstm.data.datasets import VideoDataset
     from cnnlstm.data.features import CachedFeatureDataset, FeatureCache, extract_features
     from cnnlstm.data.sampling import SamplerConfig
-    from cnnlstm.data.segments import load_segments
     from cnnlstm.data.transforms import DataConfig, eval_transform
     from cnnlstm.models import create_encoder
     from cnnlstm.tasks import SegmentTargets

@@ -18,11 +18,12 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .annotations.formats import VideoItem, VideoList, load_spec
 from .collate import ClipBatch, collate_clips
-from .decode import Limits, VideoReader
-from .errors import VideoError
-from .formats import VideoItem, VideoList, load_spec
 from .sampling import SamplerConfig, sample_indices
+from .video.decode import VideoReader
+from .video.errors import VideoError
+from .video.types import Limits
 
 ON_ERROR = ("raise", "skip")
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .._optional import require
-from .encode import write_video
 from .synth_classify import CLASSES, DESCRIPTIONS, MIN_FRAMES, render_clip
+from .video.encode import write_video
 
 TASKS = ("classify", "segment", "caption")
 _SPLITS = {"train": 0, "test": 1}  # part of each video's seed

@@ -28,8 +28,8 @@ import numpy as np
 from .._optional import require
 from ..text import tokenize
 from ._draw import _PALETTE, SHAPES, Scene, Track, _luma, render
-from .encode import write_video
 from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, finish_output, prepare_output
+from .video.encode import write_video
 
 # name -> RGB
 COLORS = dict(zip(("red", "green", "blue", "yellow"), (tuple(map(float, c)) for c in _PALETTE[:4]), strict=True))

@@ -28,8 +28,8 @@ import numpy as np
 
 from .._optional import require
 from ._draw import Track, render, sample_scene
-from .encode import write_video
 from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, finish_output, prepare_output
+from .video.encode import write_video
 
 BACKGROUND = "background"
 ACTIONS = ("grow", "move_down", "move_left", "move_right", "move_up", "shrink")

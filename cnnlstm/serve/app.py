@@ -65,8 +65,8 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from ..data.decode import Limits
-        from ..data.pool import IsolatedPool
+        from ..data.video.pool import IsolatedPool
+        from ..data.video.types import Limits
         from ..inference import Predictor
 
         limits = Limits(max_pixels=max_pixels, max_duration_s=max_duration_s)
@@ -157,7 +157,7 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
 
 def _probe_and_predict(state, upload: Upload) -> dict:
     """Blocking (runs in a thread): probe in the isolated worker, check the container, predict."""
-    from ..data.errors import VideoError
+    from ..data.video.errors import VideoError
 
     with state.probe_lock:  # one probe worker; IsolatedPool is not thread-safe
         ((_, facts),) = state.probe_pool.map_unordered(probe_upload, [(0, upload.path, (upload.path, state.limits))])

@@ -208,10 +208,10 @@ async def receive_upload(chunks: AsyncIterator[bytes], content_type: str, conten
 def probe_upload(path: str, limits) -> dict:
     """FFmpeg's view of an upload (demuxer, size, duration), with ``limits`` enforced.
 
-    Module-level so an :class:`~cnnlstm.data.pool.IsolatedPool` worker runs it: FFmpeg parses the
+    Module-level so an :class:`~cnnlstm.data.video.pool.IsolatedPool` worker runs it: FFmpeg parses the
     untrusted file there, where a crash or hang costs this upload only.
     """
-    from ..data.decode import probe
+    from ..data.video.decode import probe
 
     info = probe(path, limits=limits)
     return {"container": info.container, "codec": info.codec, "width": info.width, "height": info.height,

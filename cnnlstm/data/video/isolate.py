@@ -3,7 +3,7 @@
 FFmpeg can segfault, abort or spin while holding the GIL on hostile input (PyAV#2344, decord#25,
 decord#373); ``try/except`` cannot catch that. ``run_isolated`` decodes in a spawned worker with a
 timeout (and optionally a memory limit), always kills the worker, and turns its fate into a typed
-:class:`~cnnlstm.data.errors.VideoError`.
+:class:`~cnnlstm.data.video.errors.VideoError`.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def run_isolated(
         target=_child, args=(sender, fn, args, kwargs, timeout, max_memory_mb), name="cnnlstm-decode", daemon=True
     )
     try:
-        with _allow_children():
+        with allow_children():
             worker.start()
         sender.close()  # the child holds the only writer: EOF on the pipe means it died
         if not receiver.poll(timeout):
@@ -55,7 +55,7 @@ def run_isolated(
             payload = receiver.recv_bytes()
         except EOFError:
             worker.join(5)
-            raise DecodeCrashError(path, f"the decoding worker died ({_describe_exit(worker.exitcode)})") from None
+            raise DecodeCrashError(path, f"the decoding worker died ({describe_exit(worker.exitcode)})") from None
     finally:
         if worker.is_alive():
             worker.kill()
@@ -81,7 +81,7 @@ def _child(sender, fn, args, kwargs, timeout: float, max_memory_mb: int | None) 
             # Load FFmpeg's libraries before the cap: it should measure decoding, not library mapping.
             with contextlib.suppress(ImportError):
                 importlib.import_module("av")
-            _limit_memory(max_memory_mb)
+            limit_memory(max_memory_mb)
         result = (True, fn(*args, **kwargs), "")
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         result = (False, exc, traceback.format_exc())
@@ -93,7 +93,7 @@ def _child(sender, fn, args, kwargs, timeout: float, max_memory_mb: int | None) 
     sender.close()
 
 
-def _limit_memory(max_memory_mb: int) -> None:
+def limit_memory(max_memory_mb: int) -> None:
     """Cap the address space at what is mapped now plus ``max_memory_mb`` (Linux only)."""
     import resource
 
@@ -103,7 +103,7 @@ def _limit_memory(max_memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
-def _describe_exit(code: int | None) -> str:
+def describe_exit(code: int | None) -> str:
     if code is None:
         return "no exit code"
     if code < 0:
@@ -114,7 +114,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 @contextlib.contextmanager
-def _allow_children():
+def allow_children():
     """DataLoader workers are daemonic, and multiprocessing forbids their children; ours is always
     killed and joined by ``run_isolated`` (and alarms itself), so lift the flag while starting it."""
     current = mp.current_process()

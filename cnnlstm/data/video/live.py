@@ -20,6 +20,7 @@ from .errors import (
     VideoError,
     VideoOpenError,
 )
+from .types import is_video_file
 
 __all__ = ["NETWORK_SCHEMES", "StreamError", "StreamTimeoutError", "Source", "open_source", "expand_source", "is_live"]
 
@@ -87,7 +88,7 @@ class Source:
         :class:`StreamError` when a live source ends before its known duration (or has none),
         :class:`EmptyVideoError` when nothing decodes.
         """
-        from ._probe import load_av
+        from .probe import load_av
 
         av = load_av()
         index, first, last_time, started = -1, None, 0.0, time.monotonic()
@@ -139,9 +140,9 @@ def open_source(source: str | os.PathLike, *, open_timeout: float = 10.0, read_t
 
     Network and device reads time out after ``read_timeout`` seconds without data (opening after
     ``open_timeout``), raising :class:`StreamTimeoutError`. Bad sources raise the typed
-    :class:`~cnnlstm.data.errors.VideoError` subclasses, each naming the source.
+    :class:`~cnnlstm.data.video.errors.VideoError` subclasses, each naming the source.
     """
-    from ._probe import load_av
+    from .probe import load_av
 
     av = load_av()
     name = os.fspath(source)
@@ -149,8 +150,8 @@ def open_source(source: str | os.PathLike, *, open_timeout: float = 10.0, read_t
     if kind == "dir":
         raise VideoOpenError(name, "is a folder; stream() plays each of its videos in turn, open_source() opens one")
     if kind == "file":
-        from ._probe import open_video
-        from .decode import Limits
+        from .probe import open_video
+        from .types import Limits
 
         container, video = open_video(name,
                                       Limits(max_duration_s=None, max_frames=None))  # streaming has no length limit
@@ -200,8 +201,6 @@ def expand_source(source: str) -> list[str] | VideoError:
     """The sources to play in turn: a folder's video files sorted by name, else the source itself."""
     if _SCHEME.match(source) or not os.path.isdir(source):
         return [source]
-    from .formats import is_video_file
-
     files = sorted(os.path.join(source, f) for f in os.listdir(source) if is_video_file(f))
     files = [f for f in files if os.path.isfile(f)]
     return files or VideoOpenError(source, "the folder holds no video files (by extension, e.g. .mp4 .mkv .avi)")

@@ -17,13 +17,13 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import DecodeCrashError, DecodeTimeoutError
-from .isolate import _allow_children, _describe_exit, _limit_memory
+from .isolate import allow_children, describe_exit, limit_memory
 
 
 def _serve(conn: Connection, max_memory_mb: int | None) -> None:
     """Worker loop: receive (fn, args), send back (ok, value, traceback), until told to stop."""
     if max_memory_mb is not None:
-        _limit_memory(max_memory_mb)
+        limit_memory(max_memory_mb)
     while True:
         try:
             message = conn.recv_bytes()
@@ -47,7 +47,7 @@ class _Worker:
     def __init__(self, ctx, max_memory_mb: int | None):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, max_memory_mb), name="cnnlstm-pool", daemon=True)
-        with _allow_children():
+        with allow_children():
             self.process.start()
         child.close()
         self.task: tuple[Any, str] | None = None  # (key, path)
@@ -124,7 +124,7 @@ class IsolatedPool:
                     except (EOFError, OSError):
                         worker.process.join(5)
                         value = DecodeCrashError(path, "the decoding worker died "
-                                                 f"({_describe_exit(worker.process.exitcode)})")
+                                                 f"({describe_exit(worker.process.exitcode)})")
                         worker = self._replace(worker)
                 elif time.monotonic() >= worker.deadline:
                     value = DecodeTimeoutError(path, f"took longer than {self.timeout:g} s; the worker was killed")

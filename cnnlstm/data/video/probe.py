@@ -1,6 +1,6 @@
 """Open a video with typed errors, check limits, and index its packets (PyAV, no decoding).
 
-Both backends start here, so a bad file raises the same :mod:`~cnnlstm.data.errors` whichever
+Both backends start here, so a bad file raises the same :mod:`~cnnlstm.data.video.errors` whichever
 decodes it. Frame ``i`` of a video is the ``i``-th timestamp of its video packets sorted in
 presentation order; the index is built by demuxing (cheap) and cached per file and process.
 """
@@ -15,8 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .._optional import require
-from .decode import Limits, VideoInfo
+from ..._optional import require
 from .errors import (
     CorruptVideoError,
     EmptyVideoError,
@@ -26,6 +25,7 @@ from .errors import (
     VideoLimitError,
     VideoOpenError,
 )
+from .types import Limits, VideoInfo
 
 # The first bytes of containers FFmpeg reads: a file that starts like one but does not open is damaged.
 _MAGIC = {

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .._optional import require
+from ..._optional import require
 
 # container extension -> default codec that the container holds and PyAV's FFmpeg encodes
 DEFAULT_CODECS = {

@@ -1,6 +1,6 @@
 """PyAV backend: decode frames by index, seeking or decoding forward, exact with B-frames.
 
-Frames are matched by pts to the packet index of :mod:`._probe`, so B-frames and seeks that land
+Frames are matched by pts to the packet index of :mod:`.probe`, so B-frames and seeks that land
 on a keyframe before the target never shift the answer: frame ``i`` is always the ``i``-th frame of
 plain sequential decoding.
 
@@ -13,9 +13,9 @@ import os
 import numpy as np
 import torch
 
-from ._probe import load_av, open_video, probe
-from .decode import Limits
 from .errors import CorruptVideoError
+from .probe import load_av, open_video, probe
+from .types import Limits
 
 # Seeking (demuxer seek, decoder flush, refilling FFmpeg's frame threads) costs about this many
 # decoded frames; a seek happens only when it skips more frames than that (see benchmarks/decode.py).

@@ -1,6 +1,6 @@
 """Read annotation files (CSV, text lists, UCF101 split lists, Kinetics CSVs) into raw rows.
 
-The parsers here only read and check the files; :mod:`cnnlstm.data.formats` detects which one
+The parsers here only read and check the files; :mod:`cnnlstm.data.annotations.formats` detects which one
 to use and turns the rows into a ``VideoList``. Each parser takes ``(path, root, classes)`` and
 returns ``(rows, declared classes or None, warnings)``. Errors name the file and the line.
 """
@@ -14,9 +14,8 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv", ".3gp"}
-)
+from ..video.types import is_video_file
+
 INT = re.compile(r"^-?\d+$")
 SHOW = 5  # how many examples an error lists
 
@@ -29,12 +28,6 @@ class Row(NamedTuple):
     group: str | None = None
     start: float | None = None
     end: float | None = None
-
-
-def is_video_file(name: str | os.PathLike) -> bool:
-    """True for a non-hidden file name with a known video extension (case-insensitive)."""
-    base = os.path.basename(os.fspath(name))
-    return not base.startswith(".") and os.path.splitext(base)[1].lower() in VIDEO_EXTENSIONS
 
 
 def absolute(path: str, base: Path) -> str:

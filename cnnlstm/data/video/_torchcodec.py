@@ -1,9 +1,9 @@
 """TorchCodec backend (optional): frames by index with TorchCodec's exact-seek decoder.
 
-File checks (open, format, streams, codec, header limits) reuse :mod:`._probe` so both backends
+File checks (open, format, streams, codec, header limits) reuse :mod:`.probe` so both backends
 raise the same typed errors; frame counts come from TorchCodec's own scan of the file, so its
 indices and ``info.num_frames`` agree. TorchCodec cannot report concealed corruption, so
-``corrupt_frames`` stays at 0 and ``strict=True`` uses PyAV (see ``decode._select_backend``).
+``corrupt_frames`` stays at 0 and ``strict=True`` uses PyAV (see ``decode.py``).
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import os
 
 import torch
 
-from .._optional import require
-from . import _probe
-from .decode import Limits, VideoInfo
+from ..._optional import require
+from . import probe as pyav_probe
 from .errors import CorruptVideoError, EmptyVideoError
+from .types import Limits, VideoInfo
 
 _ABANDONED: list = []  # decoders inherited over fork are never freed (their threads are gone)
 
@@ -25,7 +25,7 @@ class TorchCodecVideo:
     corrupt_frames = 0
 
     def __init__(self, path: str, *, threads: int = 0, limits: Limits | None = Limits()):
-        container, stream = _probe.open_video(path, limits)
+        container, stream = pyav_probe.open_video(path, limits)
         with container:
             self._stream_index, fmt = stream.index, container.format.name
         self.path, self.threads = path, threads
@@ -36,7 +36,7 @@ class TorchCodecVideo:
         if num == 0:
             raise EmptyVideoError(path, "the video stream has no decodable frame (torchcodec)")
         duration = float(meta.duration_seconds or 0.0)
-        _probe.check_limits(path, limits, frames=num, duration=duration)
+        pyav_probe.check_limits(path, limits, frames=num, duration=duration)
         self.info = VideoInfo(
             path=path,
             container=fmt,

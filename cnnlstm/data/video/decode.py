@@ -6,7 +6,7 @@ presentation order, whatever the backend and whatever the access order.
 
 Backends: PyAV (default; its wheels bundle FFmpeg) and TorchCodec (optional; needs FFmpeg's
 shared libraries). Both are imported lazily. Bad input raises the typed errors of
-:mod:`cnnlstm.data.errors`, each naming the file.
+:mod:`cnnlstm.data.video.errors`, each naming the file.
 
 Letters: T frames, C channels (3, RGB), H/W height/width.
 """
@@ -15,53 +15,14 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import torch
 
-from .._optional import available, require
-from .isolate import run_isolated
+from ..._optional import available, require
+from .types import Limits, VideoInfo
 
 BACKENDS = ("pyav", "torchcodec", "auto")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits checked when a video is probed, before any frame is decoded.
-
-    ``None`` disables a limit. Pixels are ``width * height`` of the coded picture; duration is in
-    seconds; streams counts every stream in the container (audio and subtitles too).
-    """
-
-    max_pixels: int | None = 4096 * 2304
-    max_duration_s: float | None = 4 * 3600
-    max_streams: int | None = 32
-    max_frames: int | None = None
-
-    def __post_init__(self):
-        for name in ("max_pixels", "max_duration_s", "max_streams", "max_frames"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not value > 0):
-                raise ValueError(f"Limits.{name} must be a positive number or None; got {value!r}")
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a video holds, measured on the packets and frames rather than read from the header."""
-
-    path: str
-    container: str
-    codec: str
-    pix_fmt: str
-    width: int  # display orientation (after rotation)
-    height: int
-    rotation: int  # degrees counter-clockwise applied for display: 0, 90, 180 or 270
-    num_frames: int  # frames that can be indexed (packets with a timestamp, not the header's claim)
-    fps: float  # num_frames / duration
-    duration: float  # seconds, from the first frame's pts to the end of the last frame
-    keyframe_interval: float | None  # mean spacing of keyframes, in frames
-    corrupt_frames: int = 0  # packets the demuxer flagged corrupt and that were dropped (truncation)
 
 
 class FrameIndexError(IndexError, ValueError):
@@ -69,7 +30,7 @@ class FrameIndexError(IndexError, ValueError):
 
 
 def probe(path: str | os.PathLike, *, limits: Limits | None = Limits(), backend: str = "pyav") -> VideoInfo:
-    """Describe a video; raises a :class:`~cnnlstm.data.errors.VideoError` if it cannot be used.
+    """Describe a video; raises a :class:`~cnnlstm.data.video.errors.VideoError` if it cannot be used.
 
     Header limits (pixels, duration, streams) are checked before decoding. The frame count and
     duration come from indexing every packet of the video stream (cheap: no decoding).
@@ -79,9 +40,9 @@ def probe(path: str | os.PathLike, *, limits: Limits | None = Limits(), backend:
         from . import _torchcodec
 
         return _torchcodec.TorchCodecVideo(os.fspath(path), threads=1, limits=limits).info
-    from . import _probe
+    from . import probe as pyav_probe
 
-    return _probe.probe(os.fspath(path), limits)[0]
+    return pyav_probe.probe(os.fspath(path), limits)[0]
 
 
 class VideoReader:
@@ -307,7 +268,6 @@ __all__ = [
     "FrameIndexError",
     "probe",
     "read_frames",
-    "run_isolated",
     "output_size",
     "torchcodec_status",
 ]

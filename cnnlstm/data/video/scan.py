@@ -10,10 +10,11 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .decode import Limits, VideoReader, probe
+from ..annotations.formats import load_spec
+from .decode import VideoReader, probe
 from .errors import VideoError
-from .formats import load_spec
 from .pool import IsolatedPool
+from .types import Limits
 
 FIELDS = ("path", "ok", "error", "frames", "width", "height", "fps", "duration", "codec", "label")
 

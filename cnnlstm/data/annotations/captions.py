@@ -11,7 +11,7 @@ Accepted forms (several captions per video are the rule, not the exception):
     a video's file is its ``path`` if given, else ``<video_id>.mp4``.
 
 Relative video paths are taken from ``root`` when given, else from the annotation file's folder
-(like :func:`cnnlstm.data.formats.load_spec`). ``CaptionSpec.captions`` is keyed by the
+(like :func:`cnnlstm.data.annotations.formats.load_spec`). ``CaptionSpec.captions`` is keyed by the
 ``VideoItem.path`` exactly as stored (absolute, normalised). Videos keep the order in which they
 first appear.
 """
@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._annotations import absolute, csv_rows, read_json
 from .formats import VideoItem, VideoList, check_videos_exist
+from .readers import absolute, csv_rows, read_json
 
 
 @dataclass

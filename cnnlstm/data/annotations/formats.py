@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ._annotations import (
+from ..video.types import VIDEO_EXTENSIONS, is_video_file
+from .readers import (
     INT,
     SHOW,
-    VIDEO_EXTENSIONS,
     Row,
-    is_video_file,
     meaningful_lines,
     parse_csv,
     parse_kinetics,
