@@ -1,5 +1,5 @@
 """Benchmark causal streaming: per-frame latency of one recurrent step vs re-running a window, and
-peak memory while streaming a 1-hour video vs a 1-minute one through ``cnnlstm.stream.stream``.
+peak memory while streaming a 1-hour video vs a 1-minute one through ``cnnlstm.deploy.stream.stream``.
 
     python benchmarks/stream.py                         # all of it, ~5-10 min on 2 shared cores
     python benchmarks/stream.py --frames 20 --no-rss     # latency only, quicker
@@ -106,9 +106,9 @@ def make_video(path: Path, seconds: float, side: int, fps: int) -> Path:
 
 
 def make_run(folder: Path) -> Path:
-    from cnnlstm.checkpoint import save_weights
     from cnnlstm.config import TrainConfig, dump_yaml
-    from cnnlstm.train import build_model
+    from cnnlstm.engine.checkpoint import save_weights
+    from cnnlstm.run import build_model
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(model="cnn_lstm", backbone="test_tiny", size=32, hidden_size=16)
@@ -123,8 +123,8 @@ import json, sys, threading, time
 sys.path.insert(0, sys.argv[3])
 import torch
 torch.set_num_threads(1)
-from cnnlstm.inference import load_run
-from cnnlstm.stream import stream
+from cnnlstm.run import load_run
+from cnnlstm.deploy.stream import stream
 
 def rss_mb():
     with open("/proc/self/status") as f:
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     if mem_rows:
         lines += [
             "",
-            "## (b) Peak RSS while streaming with `cnnlstm.stream.stream` (tiny model, 32 px input)",
+            "## (b) Peak RSS while streaming with `cnnlstm.deploy.stream.stream` (tiny model, 32 px input)",
             "",
             f"Low-resolution H.264 (libx264 ultrafast, keyframe every 2 s); every {args.every} frame(s) processed. "
             "Each run in a fresh process; VmRSS sampled every 20 ms from a thread. Growth = peak minus the RSS after "

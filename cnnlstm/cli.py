@@ -15,13 +15,12 @@ from . import __version__
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List the registered models (and backbones)."""
-    from .models import create_model, list_backbones, list_models
-    from .models._registry import MODELS
+    from .models import create_model, get_model_builder, list_backbones, list_models
 
     rows = []
     for name in list_models(args.pattern):
         model = create_model(name, num_classes=8, backbone="test_tiny")  # tiny: only for its properties
-        doc = " ".join((MODELS.get(name).__doc__ or "").split()).split(". ")[0].rstrip(".")
+        doc = " ".join((get_model_builder(name).__doc__ or "").split()).split(". ")[0].rstrip(".")
         rows.append({
             "name": name,
             "output": "caption" if getattr(model, "task", None) == "caption" else
@@ -150,7 +149,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Train and measure several models with one recipe; write compare.md/.csv/.json and plots."""
-    from .compare import compare
+    from .apps.compare import compare
     from .config import resolve_config
 
     overrides = _config_overrides(args)
@@ -192,7 +191,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthesize, train a CNN-LSTM and the order-blind baseline, evaluate, predict."""
-    from .demo import DemoConfig, run_demo
+    from .apps.demo import DemoConfig, run_demo
 
     epochs = {} if args.epochs is None else {"epochs": args.epochs, "dense_epochs": args.epochs}
     run_demo(args.out, DemoConfig(seed=args.seed, workers=args.workers, **epochs))
@@ -283,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     # live video: each module registers its own subcommand (and imports its heavy parts lazily)
-    from . import export, serve, stream
+    from .deploy import export, serve, stream
 
     for module in (stream, export, serve):
         module.add_parser(sub)

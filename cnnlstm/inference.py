@@ -10,69 +10,24 @@ sampled frames, so a long video costs the memory of one clip.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
-from .checkpoint import load_weights
-from .config import TrainConfig, load_saved_config
 from .data.datasets import VideoDataset, make_loader
 from .data.sampling import SamplerConfig, sample_indices
-from .data.transforms import DataConfig, average_views, eval_transform
+from .data.transforms import average_views, eval_transform
 from .data.video.decode import VideoReader
 from .data.video.errors import VideoError
 from .data.video.pool import IsolatedPool
 from .data.video.types import Limits
-from .distributed import pick_device
 from .metrics import classification_report
+from .run import LoadedRun, load_run
 from .tasks import CaptionTargets, SegmentTargets, collect_frames, generate_captions
-from .train import build_model, collect_logits, data_config
-
-
-@dataclass
-class LoadedRun:
-    run: Path
-    cfg: TrainConfig
-    classes: list[str]
-    model: torch.nn.Module
-    data_cfg: DataConfig
-    device: torch.device
-    vocab: Any = None  # captioning runs: the Vocabulary
-
-    @property
-    def task(self) -> str:
-        return self.cfg.task
-
-    def sampler(self, position: float = 0.5) -> SamplerConfig:
-        c = self.cfg
-        return SamplerConfig(kind=c.sampler, num_frames=c.frames, stride=c.stride, short=c.short, position=position)
-
-
-def load_run(run_dir: str | os.PathLike, *, device: str = "auto", weights: str = "model.safetensors") -> LoadedRun:
-    """Rebuild the trained model of a run directory, in eval mode."""
-    run = Path(run_dir)
-    for name in ("config.yaml", "labels.json", weights):
-        if not (run / name).is_file():
-            raise FileNotFoundError(f"{run} is not a finished run directory: {name} is missing")
-    cfg = load_saved_config(run / "config.yaml")
-    classes = json.loads((run / "labels.json").read_text())
-    vocab = None
-    if cfg.task == "caption":
-        from .text import Vocabulary
-
-        if not (run / "vocab.json").is_file():
-            raise FileNotFoundError(f"{run} is a captioning run without vocab.json")
-        vocab = Vocabulary.load(run / "vocab.json")
-    model = build_model(dataclasses.replace(cfg, weights="none"), len(classes))
-    load_weights(model, run / weights)
-    dev = pick_device(device)
-    return LoadedRun(run, cfg, classes, model.to(dev).eval(), data_config(cfg, model), dev, vocab)
+from .train import collect_logits
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str | os.PathLike | None = None,

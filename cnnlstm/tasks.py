@@ -13,7 +13,6 @@ of frame accuracy, Edit and F1@{10,25,50} for segmentation, CIDEr-D for captioni
 """
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,9 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from . import distributed
 from .data.annotations.formats import VideoItem, VideoList, check_group_leakage, load_spec
 from .data.datasets import good_batches
+from .engine import distributed
 
 TASKS = ("classify", "segment", "caption")
 
@@ -176,7 +175,7 @@ class SegmentTask(Task):
                         SegmentTargets(val.segments, train.classes) if val else None)
 
     def forward(self, model, batch, device, cfg, progress: float):
-        from .checkpoint import unwrap
+        from .engine.checkpoint import unwrap
 
         clips, lengths = batch.clips.to(device, non_blocking=True), batch.lengths.to(device)
         if getattr(unwrap(model), "autoregressive", False):
@@ -268,8 +267,9 @@ class CaptionTask(Task):
                                        for r in rows[:8]]
 
     def final_plot(self, last, labels, run: Path) -> None:
-        (run / "plots").mkdir(parents=True, exist_ok=True)
-        (run / "plots" / "captions_val.json").write_text(json.dumps(last, indent=2))
+        from .engine.io import atomic_write_json
+
+        atomic_write_json(run / "plots" / "captions_val.json", last)
 
 
 def generate_captions(model, loader, device, vocab, *, beam_size: int = 1, length_penalty: float = 1.0,

@@ -102,10 +102,9 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write ``{"tokens": [...], "min_freq": n}`` as JSON; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"tokens": self.tokens, "min_freq": self.min_freq}, indent=1))
-        return str(path)
+        from .engine.io import atomic_write_json
+
+        return str(atomic_write_json(path, {"tokens": self.tokens, "min_freq": self.min_freq}, indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocabulary":

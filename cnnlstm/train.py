@@ -7,7 +7,6 @@ the same code trains with DistributedDataParallel; rank 0 writes.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import signal
 import time
@@ -18,39 +17,17 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed
 from ._optional import available
-from .checkpoint import Checkpoints, atomic_write_text, capture_rng, restore_rng, save_weights, unwrap
 from .config import ARCHITECTURE_KEYS, TrainConfig, diff_configs, dump_yaml, load_saved_config
 from .data.datasets import EpochBatchSampler, SkipLog, VideoDataset, good_batches, make_loader
-from .data.sampling import SamplerConfig
-from .data.transforms import DataConfig, eval_transform, train_transform
-from .models import create_model
-from .models._registry import MODELS
-from .optim import Phase, apply_phase, build_optimizer, build_scheduler, pick_precision, plan_phases
-from .runlog import RunLog
+from .data.transforms import eval_transform, train_transform
+from .engine import distributed
+from .engine.checkpoint import Checkpoints, capture_rng, restore_rng, save_weights
+from .engine.io import atomic_write_text
+from .engine.optim import Phase, apply_phase, build_optimizer, build_scheduler, pick_precision, plan_phases
+from .engine.runlog import RunLog
+from .run import build_model, data_config, sampler_config
 from .tasks import get_task
-
-
-def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    """The configured model. Each config key goes only to builders that take it (``hidden_size``
-    is the transformer's ``d_model``), so one recipe serves every registered model."""
-    params = inspect.signature(MODELS.get(cfg.model)).parameters
-    optional = {"backbone": cfg.backbone, "pool": cfg.pool, "dropout": cfg.dropout, "bidirectional": cfg.bidirectional,
-                "num_layers": cfg.num_layers}
-    if cfg.hidden_size is not None:
-        optional["d_model" if "d_model" in params and "hidden_size" not in params else "hidden_size"] = cfg.hidden_size
-    kwargs = {k: v for k, v in optional.items() if v is not None and k in params}
-    return create_model(cfg.model, num_classes=num_classes, weights=None if cfg.weights == "none" else cfg.weights,
-                        **kwargs)
-
-
-def data_config(cfg: TrainConfig, model: torch.nn.Module) -> DataConfig:
-    return DataConfig.from_backbone(unwrap(model).encoder.data_config, input_size=cfg.size, resize=None)
-
-
-def sampler_config(cfg: TrainConfig) -> SamplerConfig:
-    return SamplerConfig(kind=cfg.sampler, num_frames=cfg.frames, stride=cfg.stride, short=cfg.short)
 
 
 def collect_logits(model, loader, device, autocast=nullcontext) -> tuple[torch.Tensor, torch.Tensor, list[int],

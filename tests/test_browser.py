@@ -35,7 +35,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from cnnlstm.serve.app import create_app
+    from cnnlstm.deploy.serve.app import create_app
 
     root = tmp_path_factory.mktemp("browser")
     app = create_app(make_run(root, model="cnn_lstm_attention"), max_upload_mb=5, max_concurrent=1, device="cpu")

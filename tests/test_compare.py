@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cnnlstm import create_model
+from cnnlstm.apps.compare import COLUMNS, count_flops
 from cnnlstm.cli import main
-from cnnlstm.compare import COLUMNS, count_flops
 from cnnlstm.data.synth import SynthConfig, synthesize
 
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from cnnlstm.config import load_saved_config
 from cnnlstm.data.synth import SynthConfig, synthesize
-from cnnlstm.train import build_model
+from cnnlstm.run import build_model
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,19 @@ ort = pytest.importorskip("onnxruntime")
 
 from video_factory import lossless, make_frames  # noqa: E402
 
-from cnnlstm.checkpoint import save_weights  # noqa: E402
 from cnnlstm.cli import main  # noqa: E402
 from cnnlstm.config import TrainConfig, dump_yaml  # noqa: E402
 from cnnlstm.data.transforms import eval_transform  # noqa: E402
 from cnnlstm.data.video.decode import VideoReader  # noqa: E402
-from cnnlstm.export import export_model, export_onnx  # noqa: E402
-from cnnlstm.inference import load_run  # noqa: E402
+from cnnlstm.deploy.export import export_model, export_onnx  # noqa: E402
+from cnnlstm.deploy.onnx_stream import OnnxStreamer, preprocess_frame  # noqa: E402
+from cnnlstm.engine.checkpoint import save_weights  # noqa: E402
 from cnnlstm.models import create_model  # noqa: E402
-from cnnlstm.onnx_stream import OnnxStreamer, preprocess_frame  # noqa: E402
-from cnnlstm.train import build_model, data_config  # noqa: E402
+from cnnlstm.run import (  # noqa: E402
+    build_model,
+    data_config,
+    load_run,  # noqa: E402
+)
 
 CLASSES = ["left", "right", "up"]
 FRAMES, SIZE = 6, 32

@@ -31,9 +31,9 @@ LIMIT = int(MAX_UPLOAD_MB * 2**20)
 
 def make_run(root: Path, *, model: str = "cnn_lstm") -> Path:
     """A finished run directory of an untrained tiny model: config.yaml, labels.json, model.safetensors."""
-    from cnnlstm.checkpoint import save_weights
     from cnnlstm.config import TrainConfig, dump_yaml
-    from cnnlstm.train import build_model
+    from cnnlstm.engine.checkpoint import save_weights
+    from cnnlstm.run import build_model
 
     run = root / f"run-{model}"
     run.mkdir(parents=True)
@@ -100,7 +100,7 @@ def videos(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from cnnlstm.serve.app import create_app
+    from cnnlstm.deploy.serve.app import create_app
 
     root = tmp_path_factory.mktemp("serve")
     app = create_app(make_run(root), max_upload_mb=MAX_UPLOAD_MB, max_duration_s=2.0, max_pixels=100 * 100,
@@ -333,7 +333,7 @@ def test_cli_missing_run_dir_is_a_clear_error(tmp_path, capsys):
 def test_own_upload_dir_is_removed_at_shutdown_and_after_a_failed_start(tmp_path, monkeypatch):
     import tempfile
 
-    from cnnlstm.serve.app import create_app
+    from cnnlstm.deploy.serve.app import create_app
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

@@ -1,4 +1,4 @@
-"""cnnlstm.stream: causal streaming over real files, folders and HTTP (real PyAV, real servers).
+"""cnnlstm.deploy.stream: causal streaming over real files, folders and HTTP (real PyAV, real servers).
 
 Letters: T frames, C channels, H/W height/width, K classes.
 """
@@ -17,16 +17,15 @@ import pytest
 import torch
 import video_factory as vf
 
-from cnnlstm.checkpoint import save_weights
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig, dump_yaml
 from cnnlstm.data.transforms import eval_transform
 from cnnlstm.data.video.decode import VideoReader
 from cnnlstm.data.video.errors import UnsupportedFormatError, VideoOpenError
 from cnnlstm.data.video.live import open_source
-from cnnlstm.inference import load_run
-from cnnlstm.stream import stream
-from cnnlstm.train import build_model
+from cnnlstm.deploy.stream import stream
+from cnnlstm.engine.checkpoint import save_weights
+from cnnlstm.run import build_model, load_run
 
 CLASSES = ["walk", "run", "jump"]  # K = 3 = top-k, so each frame dict holds the whole distribution
 

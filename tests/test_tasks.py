@@ -11,7 +11,7 @@ import torch
 from cnnlstm.cli import main
 from cnnlstm.config import resolve_config
 from cnnlstm.data.synth import SynthConfig, synthesize
-from cnnlstm.runlog import read_metrics
+from cnnlstm.engine.runlog import read_metrics
 from cnnlstm.tasks import teacher_forcing_ratio
 from cnnlstm.train import fit
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlstm.report import Section, write_report
+from cnnlstm.apps.report import Section, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["walk", "run", "jump", "sit"]

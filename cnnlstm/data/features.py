@@ -51,7 +51,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -62,6 +61,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from .._optional import require
+from ..engine.io import atomic_write_bytes
 from .datasets import VideoDataset, _item_seed, make_loader
 
 FORMAT_VERSION = 1
@@ -87,30 +87,6 @@ def weights_digest(module: nn.Module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(_tensor_bytes(t))
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600: let other users of a shared cache read
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable (not possible on every platform)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _header(data: bytes) -> dict:
@@ -218,7 +194,7 @@ class FeatureCache:
         from .. import __version__
 
         info = {"cnnlstm": __version__, "torch": torch.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-        _atomic_write(path, json.dumps({"hash": self.hash, "key": self.key, "info": info}, indent=1).encode())
+        atomic_write_bytes(path, json.dumps({"hash": self.hash, "key": self.key, "info": info}, indent=1).encode())
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "encoder": None}  # workers only read entries; don't copy the CNN
@@ -301,7 +277,7 @@ class FeatureCache:
         tensors = {"features": feats, "frame_indices": indices}
         if fps is not None:
             tensors["fps"] = torch.tensor([float(fps)], dtype=torch.float64)
-        _atomic_write(path, save(tensors, metadata=meta))
+        atomic_write_bytes(path, save(tensors, metadata=meta))
 
     def has(self, index: int, view: int = 0) -> bool:
         """True when dataset item ``index`` has a complete entry (reads only the header)."""

@@ -2,7 +2,7 @@
 
 ``open_source(source)`` opens one with PyAV/FFmpeg under open and read timeouts (a stalled
 network source raises :class:`StreamTimeoutError` instead of hanging) and yields frames one at a
-time; a folder expands to its video files in name order. Used by :mod:`cnnlstm.stream`.
+time; a folder expands to its video files in name order. Used by :mod:`cnnlstm.deploy.stream`.
 """
 from __future__ import annotations
 

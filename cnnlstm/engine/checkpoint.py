@@ -1,10 +1,10 @@
-"""Run-directory I/O: atomic files, weights as safetensors, resumable checkpoints.
+"""Run-directory I/O: weights as safetensors, resumable checkpoints.
 
-Every file is written atomically (temp file in the same folder, fsync, ``os.replace``, fsync the
-folder). A checkpoint is a folder ``checkpoints/step-NNNNNNNN/`` holding ``model.safetensors``,
-``state.pt`` (optimizer, scheduler, scaler, position, RNGs; read with ``weights_only=True``) and
-the marker ``COMPLETE``, written last: a folder without it is ignored. ``checkpoints/latest``
-names the newest complete one; a damaged latest falls back, loudly, to the previous valid one.
+Every file is written atomically (:mod:`cnnlstm.engine.io`). A checkpoint is a folder
+``checkpoints/step-NNNNNNNN/`` holding ``model.safetensors``, ``state.pt`` (optimizer, scheduler,
+scaler, position, RNGs; read with ``weights_only=True``) and the marker ``COMPLETE``, written
+last: a folder without it is ignored. ``checkpoints/latest`` names the newest complete one; a
+damaged latest falls back, loudly, to the previous valid one.
 """
 from __future__ import annotations
 
@@ -20,39 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .io import atomic_write_bytes, atomic_write_text, fsync_dir
+
 MARKER = "COMPLETE"
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode())
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -76,7 +46,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Load ``path`` (safetensors) into ``model``; every key must match."""
-    from .models.weights import read_state_dict
+    from ..models.weights import read_state_dict
 
     state = read_state_dict(path)
     result = unwrap(model).load_state_dict(state, strict=False)
@@ -128,7 +98,7 @@ class Checkpoints:
         atomic_write_text(tmp / MARKER, f"{step}\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         atomic_write_text(self.root / "latest", final.name + "\n")
         self._prune()
         return final

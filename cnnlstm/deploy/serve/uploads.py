@@ -211,7 +211,7 @@ def probe_upload(path: str, limits) -> dict:
     Module-level so an :class:`~cnnlstm.data.video.pool.IsolatedPool` worker runs it: FFmpeg parses the
     untrusted file there, where a crash or hang costs this upload only.
     """
-    from ..data.video.decode import probe
+    from ...data.video.decode import probe
 
     info = probe(path, limits=limits)
     return {"container": info.container, "codec": info.codec, "width": info.width, "height": info.height,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 
 @dataclass(frozen=True)

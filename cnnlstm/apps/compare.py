@@ -25,11 +25,12 @@ from typing import Callable, Sequence
 
 import torch
 
-from .config import TrainConfig
-from .data.video.isolate import run_isolated
-from .inference import evaluate, load_run
-from .runlog import read_metrics
-from .train import fit
+from ..config import TrainConfig
+from ..data.video.isolate import run_isolated
+from ..engine.runlog import read_metrics
+from ..inference import evaluate
+from ..run import load_run
+from ..train import fit
 
 COLUMNS = ("model", "top1", "params", "gflops_per_clip", "train_s_per_epoch", "latency_ms_per_clip", "peak_mem_mb",
            "stream_ms_per_frame", "stream_mode")
@@ -190,7 +191,7 @@ def _fmt(key: str, value) -> str:
 
 
 def _write_outputs(out: Path, result: dict) -> None:
-    from .checkpoint import atomic_write_text
+    from ..engine.io import atomic_write_text
 
     rows = result["rows"]
     atomic_write_text(out / "compare.json", json.dumps(result, indent=2))
@@ -215,11 +216,11 @@ def _write_outputs(out: Path, result: dict) -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [f"\n{r['model']} failed: {r['error']}" for r in failed]
     atomic_write_text(out / "compare.md", "\n".join(lines) + "\n")
-    from ._optional import available
+    from .._optional import available
 
     if not available("matplotlib"):
         return
-    from .viz import plot_bars, plot_lines
+    from ..viz import plot_bars, plot_lines
 
     plots = out / "plots"
     for key, title, fmt in (("top1", "Validation top-1", "{:.1%}"), ("params", "Parameters", "{:,.0f}"),

@@ -13,19 +13,19 @@ Writes ``report.html`` (plots embedded) plus summary tables. CPU only, a few min
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._optional import available
-from .config import TrainConfig
-from .data.synth import SynthConfig, synthesize
-from .inference import evaluate, predict
+from .._optional import available
+from ..config import TrainConfig
+from ..data.synth import SynthConfig, synthesize
+from ..engine.io import atomic_write_json
+from ..engine.runlog import read_metrics
+from ..inference import evaluate, predict
+from ..train import fit
 from .report import Section, write_report
-from .runlog import read_metrics
-from .train import fit
 
 
 @dataclass(frozen=True)
@@ -170,8 +170,8 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
         dense_rows.append(row)
         dense_sections += sections
     report_path = _write_html(out, cfg, results, reports, predictions, held_out, classes, summary, dense_sections)
-    (out / "demo.json").write_text(json.dumps({"results": results, "dense": dense_rows, "predictions": predictions,
-                                               "classes": classes}, indent=2))
+    atomic_write_json(out / "demo.json", {"results": results, "dense": dense_rows, "predictions": predictions,
+                                          "classes": classes})
     log(f"\nreport: {report_path}   ({time.perf_counter() - start:.0f} s in all)")
     return {"results": results, "report": str(report_path)}
 
@@ -190,7 +190,7 @@ def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_
         table=results,
     )]
     if available("matplotlib"):
-        from .viz import plot_bars, plot_confusion
+        from ..viz import plot_bars, plot_confusion
 
         bars = plot_bars({r["model"]: r["test_top1"] for r in results}, out / "plots" / "top1.png",
                          title="Test top-1 (chance 16.7%)", ylabel="top-1")

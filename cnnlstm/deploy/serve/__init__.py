@@ -1,7 +1,7 @@
 """``cnnlstm serve RUN_DIR``: a trained run behind an HTTP API (FastAPI) and a web page.
 
-The app lives in :mod:`cnnlstm.serve.app` (``create_app``), the upload-safety layer in
-:mod:`cnnlstm.serve.uploads`; this module only registers the subcommand (standard library only,
+The app lives in :mod:`cnnlstm.deploy.serve.app` (``create_app``), the upload-safety layer in
+:mod:`cnnlstm.deploy.serve.uploads`; this module only registers the subcommand (standard library only,
 so ``cnnlstm --help`` works without the ``serve`` extra).
 """
 from __future__ import annotations

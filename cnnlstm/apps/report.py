@@ -9,11 +9,12 @@ import base64
 import html
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..engine.io import atomic_write_text
 
 __all__ = ["Section", "write_report"]
 
@@ -123,22 +124,9 @@ def render_report(*, title: str, sections: Sequence[Section], subtitle: str = ""
 
 
 def write_report(path: str | os.PathLike, *, title: str, sections: Sequence[Section], subtitle: str = "") -> str:
-    """Write a self-contained HTML report atomically (temp file in the same folder, then ``os.replace``)."""
+    """Write a self-contained HTML report (atomically, readable by others); returns its path."""
     bad = [type(s).__name__ for s in sections if not isinstance(s, Section)]
     if bad:
         raise TypeError(f"sections must be Section objects; got {bad}")
     text = render_report(title=title, sections=sections, subtitle=subtitle)  # fails before touching disk
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return str(path)
+    return str(atomic_write_text(path, text))

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._optional import available
-from .checkpoint import atomic_write_text
+from .._optional import available
+from .io import atomic_write_text
 
 
 def read_metrics(run: str | Path) -> list[dict]:
@@ -62,7 +62,7 @@ class RunLog:
             self._tb.close()
         if not available("matplotlib"):
             return []
-        from .viz import plot_curves
+        from ..viz import plot_curves
 
         epochs = [r for r in self.rows if "epoch_s" in r]
         return [plot_curves(epochs, self.run / "plots" / "curves.png")] if epochs else []

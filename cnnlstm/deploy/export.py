@@ -13,7 +13,8 @@ size, K classes.
 - ``clip.onnx``: ``clips`` (B, T, C, S, S) and ``lengths`` (B,) int64 -> ``logits`` (B, K), or
   (B, T, K) for per-frame models; skipped with a warning when the model does not export.
 - ``preprocess.json``: how a uint8 RGB frame becomes the encoder's input, the labels, the state
-  spec and the versions. :class:`cnnlstm.onnx_stream.OnnxStreamer` is the reference reader (numpy + onnxruntime only).
+  spec and the versions. :class:`cnnlstm.deploy.onnx_stream.OnnxStreamer` is the reference reader
+  (numpy + onnxruntime only).
 
 Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript). The legacy TorchScript
 exporter is deprecated and, for an ``nn.LSTM`` called without an explicit state, bakes the zero
@@ -25,12 +26,12 @@ checked with ``onnx.checker`` and run in onnxruntime at other sizes than the exp
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from ._optional import require
+from .._optional import require
+from ..engine.io import atomic_write_json
 
 FORMATS = ("onnx",)
 PREPROCESS = "preprocess.json"
@@ -173,7 +174,7 @@ def export_model(model, data_cfg, classes: list[str], out_dir: str | os.PathLike
     """
     import torch
 
-    from .models.video_model import VideoModel
+    from ..models.video_model import VideoModel
 
     for name in ("onnx", "onnxscript", "onnxruntime"):
         require(name, purpose="ONNX export")
@@ -225,7 +226,7 @@ def export_model(model, data_cfg, classes: list[str], out_dir: str | os.PathLike
     first = files["encoder"] or files["clip"]
     opset_used = _opset_of(out / first) if first else opset
     meta = _metadata(model, data_cfg, classes, cfg, files, spec, opset_used, staged, dynamic_t)
-    (out / PREPROCESS).write_text(json.dumps(meta, indent=2))
+    atomic_write_json(out / PREPROCESS, meta)
     return {"out_dir": str(out),
             "files": {k: str(out / v) for k, v in files.items() if v} | {"preprocess": str(out / PREPROCESS)},
             "warnings": warnings_, "streamable": streamable, "metadata": meta}
@@ -366,7 +367,7 @@ def export_onnx(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
         raise FileNotFoundError(f"run directory {run} does not exist; pass the folder `cnnlstm train` wrote "
                                 "(config.yaml, "
                                 "labels.json, model.safetensors)")
-    from .inference import load_run
+    from ..run import load_run
 
     loaded = load_run(run, device="cpu")
     if loaded.task == "caption":
@@ -400,8 +401,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     out = result["out_dir"]
     if result["streamable"]:
-        print(f'stream with: python -c "from cnnlstm.onnx_stream import OnnxStreamer; s = OnnxStreamer({out!r}); '
-              f'print(s.step(rgb_uint8_frame))"  '
+        print('stream with: python -c "from cnnlstm.deploy.onnx_stream import OnnxStreamer; '
+              f's = OnnxStreamer({out!r}); print(s.step(rgb_uint8_frame))"  '
               f"(encoder.onnx then step.onnx per frame, state carried; see {PREPROCESS})")
     elif "clip" in result["files"]:
         print(f"not streamable: run clip.onnx on whole clips (B, T, C, S, S) preprocessed as in {out}/{PREPROCESS}")

@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect
 
 from .uploads import Upload, UploadError, demuxer_allowed, probe_upload, receive_upload, remove_quietly
 
-log = logging.getLogger("cnnlstm.serve")
+log = logging.getLogger("cnnlstm.deploy.serve")
 STATIC = Path(__file__).parent / "static"
 # reasons (VideoError.reason) that mean "not a video container we accept" rather than "a bad video"
 _FORMAT_REASONS = {"format", "not_a_video", "unsupported_format"}
@@ -65,9 +65,9 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from ..data.video.pool import IsolatedPool
-        from ..data.video.types import Limits
-        from ..inference import Predictor
+        from ...data.video.pool import IsolatedPool
+        from ...data.video.types import Limits
+        from ...inference import Predictor
 
         limits = Limits(max_pixels=max_pixels, max_duration_s=max_duration_s)
         own_dir = upload_dir is None
@@ -157,7 +157,7 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
 
 def _probe_and_predict(state, upload: Upload) -> dict:
     """Blocking (runs in a thread): probe in the isolated worker, check the container, predict."""
-    from ..data.video.errors import VideoError
+    from ...data.video.errors import VideoError
 
     with state.probe_lock:  # one probe worker; IsolatedPool is not thread-safe
         ((_, facts),) = state.probe_pool.map_unordered(probe_upload, [(0, upload.path, (upload.path, state.limits))])
