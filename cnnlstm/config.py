@@ -23,7 +23,7 @@ class TrainConfig:
     val: str | None = None  # SPEC of the validation set (none: no validation)
     root: str | None = None  # folder relative video paths start from
     out: str = "runs/train"  # run directory
-    task: str = "classify"  # classify | segment (per-frame labels from a segments file) | caption
+    task: str = "classify"  # a registered task (cnnlstm.tasks): classify | segment (per-frame labels) | caption
     # model
     model: str = "cnn_lstm"
     backbone: str = "resnet18"
@@ -86,7 +86,9 @@ class TrainConfig:
     min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour (predict)
 
     def __post_init__(self) -> None:
-        choices = {"task": ("classify", "segment", "caption"), "schedule": ("gradual", "frozen", "full"),
+        from .tasks import list_tasks  # the registry imports the task modules: only when a config is made
+
+        choices = {"task": tuple(list_tasks()), "schedule": ("gradual", "frozen", "full"),
                    "pool": ("avg", "attention", "grid"),
                    "precision": ("auto", "fp32", "bf16", "fp16"), "on_error": ("skip", "raise"),
                    "sampler": ("uniform", "random_clip", "fps"), "short": ("pad", "loop", "keep")}
@@ -205,5 +207,25 @@ def diff_configs(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, A
     return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
+def config_overrides(args) -> dict[str, str]:
+    """The config keys given on the command line (the options :func:`add_config_options` added)."""
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+
+
+def add_config_options(parser) -> None:
+    """One option per TrainConfig field (``--hidden-size 256``); values stay strings here and are
+    typed by :func:`resolve_config`."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if hints[f.name] is bool:
+            parser.add_argument(flag, dest="cfg_" + f.name, nargs="?", const="true", default=None,
+                                metavar="BOOL", help=f"(default: {default})")
+        else:
+            parser.add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(),
+                                help=f"(default: {default})")
+
+
 __all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "resolve_config", "coerce", "check_keys", "dump_yaml",
-           "load_saved_config", "diff_configs", "config_to_dict"]
+           "load_saved_config", "diff_configs", "config_to_dict", "add_config_options", "config_overrides"]

@@ -24,6 +24,7 @@ from .data.transforms import DataConfig
 from .engine.checkpoint import load_weights, unwrap
 from .engine.distributed import pick_device
 from .models import create_model, get_model_builder
+from .tasks import Task, get_task
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
@@ -55,11 +56,11 @@ class LoadedRun:
     model: torch.nn.Module
     data_cfg: DataConfig
     device: torch.device
-    vocab: Any = None  # captioning runs: the Vocabulary
+    state: Any = None  # what the task saved beyond labels.json (captioning: the Vocabulary)
 
     @property
-    def task(self) -> str:
-        return self.cfg.task
+    def task(self) -> Task:
+        return get_task(self.cfg.task)
 
     def sampler(self, position: float = 0.5) -> SamplerConfig:
         c = self.cfg
@@ -74,17 +75,11 @@ def load_run(run_dir: str | os.PathLike, *, device: str = "auto", weights: str =
             raise FileNotFoundError(f"{run} is not a finished run directory: {name} is missing")
     cfg = load_saved_config(run / "config.yaml")
     classes = json.loads((run / "labels.json").read_text())
-    vocab = None
-    if cfg.task == "caption":
-        from .text import Vocabulary
-
-        if not (run / "vocab.json").is_file():
-            raise FileNotFoundError(f"{run} is a captioning run without vocab.json")
-        vocab = Vocabulary.load(run / "vocab.json")
+    state = get_task(cfg.task).load_state(run)
     model = build_model(dataclasses.replace(cfg, weights="none"), len(classes))
     load_weights(model, run / weights)
     dev = pick_device(device)
-    return LoadedRun(run, cfg, classes, model.to(dev).eval(), data_config(cfg, model), dev, vocab)
+    return LoadedRun(run, cfg, classes, model.to(dev).eval(), data_config(cfg, model), dev, state)
 
 
 __all__ = ["LoadedRun", "load_run", "build_model", "data_config", "sampler_config"]

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from caption_batches import decoder_batch
 
 from cnnlstm import create_model, list_models
-from cnnlstm.generate import greedy_search
-from cnnlstm.metrics_caption import bleu
-from cnnlstm.models.caption import caption_loss
-from cnnlstm.text import Vocabulary, decoder_batch
+from cnnlstm.tasks.caption.generate import greedy_search
+from cnnlstm.tasks.caption.metrics import bleu
+from cnnlstm.tasks.caption.task import caption_loss
+from cnnlstm.tasks.caption.text import Vocabulary
 
 V = 11  # odd on purpose
 TINY = dict(backbone="test_tiny", hidden_size=16, embed_dim=8)

@@ -10,8 +10,8 @@ import pytest
 
 from cnnlstm.data.annotations.captions import load_captions
 from cnnlstm.data.synth import SynthConfig
-from cnnlstm.data.synth_caption import ACTIONS, COLORS, PAIRS, captions_for, plan_track, render_video
-from cnnlstm.text import tokenize
+from cnnlstm.tasks.caption.synth import ACTIONS, COLORS, PAIRS, captions_for, plan_track, render_video
+from cnnlstm.tasks.caption.text import tokenize
 
 
 @pytest.fixture

@@ -5,15 +5,10 @@ from typing import NamedTuple
 
 import pytest
 import torch
+from batching import BucketBatchSampler, collate_features, padding_fraction
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-from cnnlstm.data.collate import (
-    BucketBatchSampler,
-    ClipBatch,
-    collate_clips,
-    collate_features,
-    padding_fraction,
-)
+from cnnlstm.data.collate import ClipBatch, collate_clips
 
 LENGTHS = (3, 5, 2)
 

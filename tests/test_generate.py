@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cnnlstm import create_model
-from cnnlstm.generate import beam_search, greedy_search
-from cnnlstm.viz_caption import plot_caption_attention
+from cnnlstm.tasks.caption.generate import beam_search, greedy_search
+from cnnlstm.tasks.caption.viz import plot_caption_attention
 
 BOS, EOS = 1, 2
 

@@ -7,15 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlstm.metrics import (
-    RunningMean,
-    classification_report,
-    confusion_matrix,
-    format_per_class,
-    mean_class_accuracy,
-    per_class_table,
-    topk_accuracy,
-)
+from cnnlstm.engine.loop import RunningMean
+from cnnlstm.tasks.classify.metrics import classification_report, format_per_class, mean_class_accuracy, topk_accuracy
+from cnnlstm.tasks.metrics import confusion_matrix, per_class_table
 
 CLASSES = ["cat", "dog", "bird"]
 # Six labelled videos and one unlabelled (-1); no ties inside any row.

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from cnnlstm.metrics_caption import bleu, caption_report, cider_d
-from cnnlstm.text import tokenize
+from cnnlstm.tasks.caption.metrics import bleu, caption_report, cider_d
+from cnnlstm.tasks.caption.text import tokenize
 
 SETS = {
     "msvd_like": (

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnlstm.metrics_segment import (
+from cnnlstm.tasks.segment.metrics import (
     edit_score,
     f1_at_k,
     frame_accuracy,

@@ -8,14 +8,8 @@ import pytest
 import torch
 
 from cnnlstm.data.annotations.formats import VideoList
-from cnnlstm.data.annotations.segments import (
-    Segment,
-    frame_targets,
-    labels_to_segments,
-    load_segments,
-    mode_filter,
-    segments_to_frames,
-)
+from cnnlstm.data.annotations.segments import Segment, load_segments
+from cnnlstm.tasks.segment.segments import frame_targets, labels_to_segments, mode_filter, segments_to_frames
 
 
 @pytest.fixture

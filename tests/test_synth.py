@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cnnlstm.data.annotations.formats import load_spec
-from cnnlstm.data.synth import CLASSES, SynthConfig, render_clip, synthesize
-from cnnlstm.data.synth_classify import REVERSE_OF, class_order
+from cnnlstm.data.synth import SynthConfig, synthesize
+from cnnlstm.tasks.classify.synth import CLASSES, REVERSE_OF, class_order, render_clip
 
 av = pytest.importorskip("av")
 

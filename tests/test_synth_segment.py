@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from cnnlstm.cli import main
-from cnnlstm.data.annotations.segments import frame_targets, labels_to_segments, load_segments
+from cnnlstm.data.annotations.segments import load_segments
 from cnnlstm.data.synth import SynthConfig, synthesize
-from cnnlstm.data.synth_segment import ACTIONS, CLASSES, MIN_SEGMENT, plan_actions, render_video
 from cnnlstm.data.video.decode import VideoReader
+from cnnlstm.tasks.segment.segments import frame_targets, labels_to_segments
+from cnnlstm.tasks.segment.synth import ACTIONS, CLASSES, MIN_SEGMENT, plan_actions, render_video
 
 pytest.importorskip("av")
 

@@ -12,7 +12,7 @@ from cnnlstm.cli import main
 from cnnlstm.config import resolve_config
 from cnnlstm.data.synth import SynthConfig, synthesize
 from cnnlstm.engine.runlog import read_metrics
-from cnnlstm.tasks import teacher_forcing_ratio
+from cnnlstm.tasks.base import teacher_forcing_ratio
 from cnnlstm.train import fit
 
 TINY = dict(backbone="test_tiny", size=32, batch_size=6, hidden_size=16, workers=0, checkpoint_every=0, log_every=10**6,
@@ -133,7 +133,7 @@ def test_segment_targets_survive_the_feature_cache(segment_data, tmp_path):
     from cnnlstm.data.sampling import SamplerConfig
     from cnnlstm.data.transforms import DataConfig, eval_transform
     from cnnlstm.models import create_encoder
-    from cnnlstm.tasks import SegmentTargets
+    from cnnlstm.tasks.segment.segments import SegmentTargets
 
     spec = load_segments(segment_data / "train.csv")
     encoder = create_encoder("test_tiny")

@@ -5,8 +5,10 @@ import json
 
 import pytest
 import torch
+from caption_batches import decoder_batch
 
-from cnnlstm.text import IGNORE_INDEX, SPECIALS, Vocabulary, decoder_batch, tokenize
+from cnnlstm.data.collate import IGNORE_INDEX
+from cnnlstm.tasks.caption.text import SPECIALS, Vocabulary, tokenize
 
 
 @pytest.mark.parametrize("text,expected", [

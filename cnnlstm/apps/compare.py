@@ -10,6 +10,7 @@ memory on GPU).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import gc
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..config import TrainConfig
+from ..config import TrainConfig, add_config_options, config_overrides, resolve_config
 from ..data.video.isolate import run_isolated
 from ..engine.runlog import read_metrics
 from ..inference import evaluate
@@ -237,3 +239,32 @@ def _write_outputs(out: Path, result: dict) -> None:
                   for name, by_t in result["scaling"].items()}
         plot_lines(series, plots / f"scaling_{key}.png", title=title, xlabel="frames T", ylabel=key, logx=True,
                    logy=True)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def add_parser(sub) -> None:
+    """Register ``cnnlstm compare`` on the CLI's subparsers."""
+    p = sub.add_parser("compare", help="train several models the same way and measure them side by side",
+                       description="Same data, loop, budget and metrics for every model; only the model differs.")
+    p.add_argument("--models", default="cnn_lstm,cnn_lstm_attention,r3d_18,temporal_transformer,mean_pool",
+                   help="comma-separated registered model names")
+    p.add_argument("--lengths", default="16,64,256,1024", help="clip lengths for the latency/memory scaling curves")
+    p.add_argument("--config", default=None, help="flat YAML recipe of config keys")
+    add_config_options(p)
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Train and measure several models with one recipe; write compare.md/.csv/.json and plots."""
+    overrides = config_overrides(args)
+    out = overrides.pop("out", None) or "runs/compare"
+    base = resolve_config(args.config, {**overrides, "out": out})
+    if not base.data or not base.val:
+        print("cnnlstm compare: --data SPEC and --val SPEC are required", file=sys.stderr)
+        return 2
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    lengths = [int(t) for t in args.lengths.split(",")]
+    result = compare(base, models, out, lengths=lengths)
+    print((Path(out) / "compare.md").read_text())
+    return 0 if result["rows"] else 1

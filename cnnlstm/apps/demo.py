@@ -17,6 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .._optional import available
 from ..config import TrainConfig
@@ -24,6 +25,7 @@ from ..data.synth import SynthConfig, synthesize
 from ..engine.io import atomic_write_json
 from ..engine.runlog import read_metrics
 from ..inference import evaluate, predict
+from ..tasks import get_task
 from ..train import fit
 from .report import Section, write_report
 
@@ -36,7 +38,7 @@ class DemoConfig:
     size: int = 32
     seed: int = 0
     workers: int = 2
-    tasks: tuple[str, ...] = ("classify", "segment", "caption")
+    tasks: tuple[str, ...] = ("classify", "segment", "caption")  # the comparison always runs; dense ones: DENSE_RUNS
     dense_epochs: int | None = None  # epochs of the segment and caption runs (None: 50 and 40)
 
 
@@ -51,24 +53,70 @@ def _train_config(cfg: DemoConfig, data: Path, out: Path, model: str) -> TrainCo
     )
 
 
-def _dense_config(cfg: DemoConfig, data: Path, out: Path, task: str) -> TrainConfig:
-    model = {"segment": "seq2seq_cnn_lstm", "caption": "caption_lstm"}[task]
-    # segment: offline (bidirectional) labelling; grid pooling keeps where the object is, so motion is visible
-    extra = {"segment": dict(frames=16, bidirectional=True, pool="grid", batch_size=8, lr=5e-3, hidden_size=64),
-             "caption": dict(frames=12, teacher_forcing=1.0, teacher_forcing_end=0.7, beam_size=3, batch_size=16,
-                             lr=5e-3,
-                             hidden_size=128)}[task]
+@dataclass(frozen=True)
+class DenseRun:
+    """One dense task of the demo: its recipe (TrainConfig overrides on top of the shared settings;
+    the model is the task's default) and how its results are shown."""
+
+    task: str
+    title: str
+    epochs: int
+    recipe: dict
+    show: Callable  # (report, predictions, train_cfg, seconds) -> (keys, log line, (images, plots), table, text)
+
+
+def _show_segment(report: dict, predictions: list[dict], train_cfg: TrainConfig, seconds: float):
+    line = (f"segment: frame accuracy {report['frame_accuracy']:.1%}, edit {report['edit']:.1%}, "
+            f"F1@50 {report['f1@50']:.1%}, mAP@0.5 {report['map@0.5']:.1%} ({seconds:.0f} s)")
+    images = [report.get("timeline_plots", [])[:3], [r["plot"] for r in predictions if r.get("plot")][:1]]
+    table = [{"video": Path(r["path"]).name,
+              "segments": "; ".join(f"{s['label']} {s['start']:.1f}-{s['end']:.1f}s" for s in r["segments"])}
+             for r in predictions if "segments" in r]
+    text = ("Each video shows one object doing 2-4 actions in sequence (moving left/right/up/down, growing, "
+            "shrinking) with still background frames between; a single frame cannot tell the action, the LSTM "
+            f"reads the motion. {train_cfg.model} labels each of {train_cfg.frames} sampled frames. Timelines: "
+            "ground truth above prediction. Metrics are the action-segmentation standard (frame accuracy, "
+            "segmental Edit, F1@{10,25,50}) and segment mAP at temporal IoU 0.5.")
+    return ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5"), line, images, table, text
+
+
+def _show_caption(report: dict, predictions: list[dict], train_cfg: TrainConfig, seconds: float):
+    line = f"caption: BLEU-4 {report['bleu4']:.3f}, CIDEr-D {report['cider']:.3f} ({seconds:.0f} s)"
+    images = [[], [r["plot"] for r in predictions if r.get("plot")][:3]]
+    table = [{"video": Path(c["path"]).name, "generated": c["caption"], "reference": c["references"][0]}
+             for c in report["captions"][:8]]
+    text = ("Each video shows a coloured shape doing two actions in order; its captions say which, in order "
+            f"(\"a red square moves left then shrinks\"). {train_cfg.model}: tiny CNN per frame, LSTM over frames, "
+            "LSTM decoder with additive attention over the frames at every word, teacher forcing decayed to "
+            f"{train_cfg.teacher_forcing_end} (scheduled sampling), beam search ({train_cfg.beam_size}). "
+            "BLEU and CIDEr-D computed as the COCO caption evaluation does. "
+            "Plots: the attention over frames for each generated word.")
+    return ("bleu1", "bleu2", "bleu3", "bleu4", "cider"), line, images, table, text
+
+
+DENSE_RUNS = (
+    # offline (bidirectional) labelling; grid pooling keeps where the object is, so motion is visible
+    DenseRun("segment", "Per-frame labelling", 50,
+             dict(frames=16, bidirectional=True, pool="grid", batch_size=8, lr=5e-3, hidden_size=64), _show_segment),
+    DenseRun("caption", "Captioning", 40,
+             dict(frames=12, teacher_forcing=1.0, teacher_forcing_end=0.7, beam_size=3, batch_size=16, lr=5e-3,
+                  hidden_size=128), _show_caption),
+)
+
+
+def _dense_config(cfg: DemoConfig, data: Path, out: Path, dense: DenseRun) -> TrainConfig:
     return TrainConfig(
-        task=task, data=str(data / "train.csv"), val=str(data / "test.csv"), out=str(out), model=model,
-                       backbone="test_tiny",
-        size=cfg.size, epochs=cfg.dense_epochs or {"segment": 50, "caption": 40}[task], weight_decay=0.01,
-        dropout=0.1, schedule="full", cache="off", temporal_jitter=False, min_crop_scale=0.8, workers=cfg.workers,
-        seed=cfg.seed, log_every=10**6, checkpoint_every=0, progress=False, **extra,
+        task=dense.task, data=str(data / "train.csv"), val=str(data / "test.csv"), out=str(out),
+        model=get_task(dense.task).default_model, backbone="test_tiny", size=cfg.size,
+        epochs=cfg.dense_epochs or dense.epochs, weight_decay=0.01, dropout=0.1, schedule="full", cache="off",
+        temporal_jitter=False, min_crop_scale=0.8, workers=cfg.workers, seed=cfg.seed, log_every=10**6,
+        checkpoint_every=0, progress=False, **dense.recipe,
     )
 
 
-def _run_dense(out: Path, cfg: DemoConfig, task: str, log) -> tuple[dict, list[Section]]:
+def _run_dense(out: Path, cfg: DemoConfig, dense: DenseRun, log) -> tuple[dict, list[Section]]:
     """Synthesize, train, evaluate and predict one dense task; returns its summary row and report sections."""
+    task = dense.task
     data = out / f"data_{task}"
     summary = synthesize(data, SynthConfig(task=task, seed=cfg.seed))
     log(f"    {task}: {summary['train']} train / {summary['test']} test videos in {data}")
@@ -76,47 +124,17 @@ def _run_dense(out: Path, cfg: DemoConfig, task: str, log) -> tuple[dict, list[S
     if run.exists():
         shutil.rmtree(run)
     tick = time.perf_counter()
-    train_cfg = _dense_config(cfg, data, run, task)
+    train_cfg = _dense_config(cfg, data, run, dense)
     fit(train_cfg, log=lambda line: log("    " + line) if "[" in line or "phase" in line else None)
     seconds = time.perf_counter() - tick
     report = evaluate(run, data / "test.csv", workers=cfg.workers)
     held_out = sorted(p for p in (data / "videos").iterdir() if p.name.startswith("test_"))[:3]
     predictions = predict(run, held_out, plot=out / "plots" / f"predict_{task}.png")
     curves = [p for p in (run / "plots" / "curves.png",) if p.is_file()]
-    if task == "segment":
-        keys = ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")
-        row = {"task": task, "model": train_cfg.model, **{k: report[k] for k in keys}, "train_s": round(seconds, 1)}
-        log(f"    segment: frame accuracy {report['frame_accuracy']:.1%}, edit {report['edit']:.1%}, F1@50 "
-            f"{report['f1@50']:.1%}, "
-            f"mAP@0.5 {report['map@0.5']:.1%} ({seconds:.0f} s)")
-        images = report.get("timeline_plots", [])[:3]
-        predicted = [r["plot"] for r in predictions if r.get("plot")][:1]
-        table = [{"video": Path(r["path"]).name,
-                  "segments": "; ".join(f"{s['label']} {s['start']:.1f}-{s['end']:.1f}s" for s in r["segments"])}
-                 for r in predictions if "segments" in r]
-        text = ("Each video shows one object doing 2-4 actions in sequence (moving left/right/up/down, growing, "
-                "shrinking) with "
-                f"still background frames between; a single frame cannot tell the action, the LSTM reads the motion. "
-                f"{train_cfg.model} labels each of {train_cfg.frames} sampled frames. "
-                "Timelines: ground truth above prediction. "
-                "Metrics are the action-segmentation standard (frame accuracy, segmental Edit, F1@{10,25,50}) "
-                "and segment mAP "
-                "at temporal IoU 0.5.")
-    else:
-        keys = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
-        row = {"task": task, "model": train_cfg.model, **{k: report[k] for k in keys}, "train_s": round(seconds, 1)}
-        log(f"    caption: BLEU-4 {report['bleu4']:.3f}, CIDEr-D {report['cider']:.3f} ({seconds:.0f} s)")
-        images, predicted = [], [r["plot"] for r in predictions if r.get("plot")][:3]
-        table = [{"video": Path(c["path"]).name, "generated": c["caption"], "reference": c["references"][0]}
-                 for c in report["captions"][:8]]
-        text = (f"Each video shows a coloured shape doing two actions in order; its captions say which, in order "
-                f"(\"a red square moves left then shrinks\"). {train_cfg.model}: tiny CNN per frame, LSTM over frames, "
-                "LSTM decoder "
-                f"with additive attention over the frames at every word, teacher forcing decayed to "
-                f"{train_cfg.teacher_forcing_end} (scheduled sampling), beam search ({train_cfg.beam_size}). "
-                "BLEU and CIDEr-D computed as the COCO caption evaluation does. "
-                "Plots: the attention over frames for each generated word.")
-    title = f"{'Per-frame labelling' if task == 'segment' else 'Captioning'}: {train_cfg.model}"
+    keys, line, (images, predicted), table, text = dense.show(report, predictions, train_cfg, seconds)
+    log("    " + line)
+    row = {"task": task, "model": train_cfg.model, **{k: report[k] for k in keys}, "train_s": round(seconds, 1)}
+    title = f"{dense.title}: {train_cfg.model}"
     return row, [Section(title, text=text, table=[row], images=[str(p) for p in images]),
                  Section(f"{title}: held-out videos and training curves", table=table,
                          images=[str(p) for p in predicted + curves])]
@@ -126,7 +144,7 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    dense = [t for t in cfg.tasks if t != "classify"]
+    dense = [run for run in DENSE_RUNS if run.task in cfg.tasks]
     n = 4 + len(dense)
     log(f"1/{n} synthesizing the temporal-order dataset into {out / 'data'}")
     data = out / "data"
@@ -164,9 +182,9 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
     for line in [""] + lines:
         log(line)
     dense_rows, dense_sections = [], []
-    for i, task in enumerate(dense):
-        log(f"{5 + i}/{n} {task}: synthesize, train, evaluate, predict")
-        row, sections = _run_dense(out, cfg, task, log)
+    for i, dense_run in enumerate(dense):
+        log(f"{5 + i}/{n} {dense_run.task}: synthesize, train, evaluate, predict")
+        row, sections = _run_dense(out, cfg, dense_run, log)
         dense_rows.append(row)
         dense_sections += sections
     report_path = _write_html(out, cfg, results, reports, predictions, held_out, classes, summary, dense_sections)
@@ -190,7 +208,8 @@ def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_
         table=results,
     )]
     if available("matplotlib"):
-        from ..viz import plot_bars, plot_confusion
+        from ..tasks.classify.viz import plot_confusion
+        from ..viz import plot_bars
 
         bars = plot_bars({r["model"]: r["test_top1"] for r in results}, out / "plots" / "top1.png",
                          title="Test top-1 (chance 16.7%)", ylabel="top-1")
@@ -213,3 +232,24 @@ def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_
                              subtitle="CNN-LSTM vs an order-blind baseline on videos whose classes differ only in "
                                       "time; then per-frame action labels and captions",
                              sections=sections))
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def add_parser(sub) -> None:
+    """Register ``cnnlstm demo`` on the CLI's subparsers."""
+    p = sub.add_parser("demo", help="end-to-end demo: classify (cnn_lstm vs mean_pool), segment and caption synthetic "
+                       "videos; evaluate, predict, report.html")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of every run (default: 40 classify, 50 segment, 40 caption)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    """Synthesize, train a CNN-LSTM and the order-blind baseline, evaluate, predict."""
+    epochs = {} if args.epochs is None else {"epochs": args.epochs, "dense_epochs": args.epochs}
+    run_demo(args.out, DemoConfig(seed=args.seed, workers=args.workers, **epochs))
+    return 0

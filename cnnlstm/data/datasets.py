@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .annotations.formats import VideoItem, VideoList, load_spec
-from .collate import ClipBatch, collate_clips
+from .collate import IGNORE_INDEX, ClipBatch, collate_clips
 from .sampling import SamplerConfig, sample_indices
 from .video.decode import VideoReader
 from .video.errors import VideoError
@@ -28,7 +28,7 @@ from .video.types import Limits
 ON_ERROR = ("raise", "skip")
 
 
-def _item_seed(seed: int, epoch: int, index: int) -> int:
+def item_seed(seed: int, epoch: int, index: int) -> int:
     """A seed per (run seed, epoch, item): the same clip whatever worker decodes it."""
     return (seed * 1_000_003 + epoch * 7_919 + index) % (2**63 - 1)
 
@@ -37,7 +37,7 @@ class VideoDataset(Dataset):
     """One clip per video from a :class:`VideoList` (or any SPEC that ``load_spec`` reads).
 
     Each item is a dict: ``clip`` (T, C, H, W) (uint8 without a transform, float after one),
-    ``label`` (class index, -1 when unlabelled), ``path``, ``index``, ``frame_indices`` (T,).
+    ``label`` (class index, ``IGNORE_INDEX`` when unlabelled), ``path``, ``index``, ``frame_indices`` (T,).
     Random sampling and augmentation draw from a generator seeded by (seed, epoch, index), so a
     run is reproducible with any number of workers; call :meth:`set_epoch` every epoch.
     """
@@ -100,7 +100,7 @@ class VideoDataset(Dataset):
 
     def label_of(self, item: VideoItem) -> int:
         if item.label is None:
-            return -1
+            return IGNORE_INDEX
         if item.label not in self._label_index:
             raise ValueError(f"{item.path}: label {item.label!r} is not one of the classes {self.classes}")
         return self._label_index[item.label]
@@ -121,7 +121,7 @@ class VideoDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.videos.items[index]
-        generator = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, index))
+        generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index))
         try:
             frames, indices, fps = self._read(item, generator)
         except VideoError as exc:
@@ -252,7 +252,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     def __iter__(self):
         if self.shuffle:
             order = torch.randperm(self.n,
-                                   generator=torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, 0)))
+                                   generator=torch.Generator().manual_seed(item_seed(self.seed, self.epoch, 0)))
         else:
             order = torch.arange(self.n)
         total = self.num_batches() * self.global_batch

@@ -62,7 +62,7 @@ from torch.utils.data import Dataset, Subset
 
 from .._optional import require
 from ..engine.io import atomic_write_bytes
-from .datasets import VideoDataset, _item_seed, make_loader
+from .datasets import VideoDataset, item_seed, make_loader
 
 FORMAT_VERSION = 1
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -383,7 +383,7 @@ class CachedFeatureDataset(Dataset):
             message = (f"{item.path}: no cached features (view {self.view}) in {self.cache.dir}; "
                        "a bad video, or extract_features has not run for it")
             return {"error": "missing", "message": message, "path": item.path, "index": index}
-        generator = torch.Generator().manual_seed(_item_seed(dataset.seed, self.epoch, index))
+        generator = torch.Generator().manual_seed(item_seed(dataset.seed, self.epoch, index))
         label = dataset.target_of(item, entry["frame_indices"], entry.get("fps"), generator)
         return {"clip": entry["features"].to(self.dtype), "label": label, "path": item.path,
                 "index": index, "frame_indices": entry["frame_indices"], "fps": entry.get("fps")}

@@ -32,97 +32,10 @@ from pathlib import Path
 
 from .._optional import require
 from ..engine.io import atomic_write_json
+from .onnx_graphs import graph_modules, state_probe, state_spec
 
 FORMATS = ("onnx",)
 PREPROCESS = "preprocess.json"
-
-# state tensor names by the module that owns them (others get "<part>_state_<i>")
-_STATE_NAMES = {
-    "LSTMEncoder": ("h", "c"),
-    "ResidualLSTMStack": ("h", "c"),
-    "MeanPool": ("mean_sum", "mean_count"),
-    "AttentionPool": ("attn_max", "attn_norm", "attn_sum"),
-}
-
-
-# --- graphs ---------------------------------------------------------------------------------
-def _graphs():
-    """The wrapper modules (defined lazily: this module imports only the stdlib at import time)."""
-    import torch
-    from torch import nn
-
-    class EncoderGraph(nn.Module):
-        """frames (N, C, S, S) -> features (N, D)."""
-
-        def __init__(self, encoder: nn.Module):
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, frames: torch.Tensor) -> torch.Tensor:
-            return self.encoder(frames.unsqueeze(1))[0].squeeze(1)  # (N, 1, C, S, S) -> (N, 1, D) -> (N, D)
-
-    class StepGraph(nn.Module):
-        """feature (B, D), *state -> logits (B, K), *new state: the nested state flattened."""
-
-        def __init__(self, model: nn.Module, num_temporal: int):
-            super().__init__()
-            self.model, self.num_temporal = model, num_temporal
-
-        def forward(self, feature: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            nested = (tuple(state[: self.num_temporal]), tuple(state[self.num_temporal:]))
-            out, (temporal, pool) = self.model.step(feature, nested)
-            return (out.logits, *temporal, *pool)  # (B, K), state tensors
-
-    class ClipGraph(nn.Module):
-        """clips (B, T, C, S, S), lengths (B,) -> logits (B, K) or (B, T, K).
-
-        Every frame goes through the CNN (padding too): the temporal models only read real frames
-        (causal LSTMs, reversal within length, masked pools), so the outputs at real frames are
-        those of ``model(clips, lengths)``, without its data-dependent length checks.
-        """
-
-        def __init__(self, model: nn.Module):
-            super().__init__()
-            self.model = model
-
-        def forward(self, clips: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-            feats = self.model.encoder(clips)[0]  # (B, T, D)
-            summary, _, _ = self.model.forward_temporal(feats, lengths)  # (B, H') or (B, T, H')
-            return self.model.forward_head(summary)  # (B, K) or (B, T, K)
-
-    class PlainClipGraph(nn.Module):
-        """clips (B, T, C, S, S) -> logits, for models without the encoder/temporal/head split."""
-
-        def __init__(self, model: nn.Module):
-            super().__init__()
-            self.model = model
-
-        def forward(self, clips: torch.Tensor) -> torch.Tensor:
-            out = self.model(clips)
-            return getattr(out, "logits", out)
-
-    return EncoderGraph, StepGraph, ClipGraph, PlainClipGraph
-
-
-def state_spec(model) -> list[dict]:
-    """Names, shapes (-1 on the batch axis), batch axis and initial fill of a streamable model's state."""
-    import torch
-
-    one, two = model.init_state(1), model.init_state(2)
-    spec = []
-    for part, module, a, b in (("temporal", model.temporal, one[0], two[0]), ("pool", model.pool, one[1], two[1])):
-        names = _STATE_NAMES.get(type(module).__name__, ())
-        for i, (t1, t2) in enumerate(zip(a, b, strict=True)):
-            name = names[i] if i < len(names) else f"{part}_state_{i}"
-            axis = next(d for d in range(t1.dim()) if t1.shape[d] != t2.shape[d])
-            fill = float(t1.flatten()[0])
-            if not bool(torch.all(t1 == fill)):
-                raise ValueError(f"state {name!r} does not start constant, so it cannot be described by one init value")
-            spec.append({"name": name, "output": f"{name}_out", "part": part, "batch_axis": axis,
-                         "shape": [-1 if d == axis else int(n) for d, n in enumerate(t1.shape)],
-                         "dtype": "float32", "init": fill})
-    return spec
-
 
 def _export(module, args: tuple, path: Path, input_names: list[str], output_names: list[str], dynamic_shapes, opset):
     import warnings
@@ -181,7 +94,7 @@ def export_model(model, data_cfg, classes: list[str], out_dir: str | os.PathLike
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
-    EncoderGraph, StepGraph, ClipGraph, PlainClipGraph = _graphs()
+    EncoderGraph, StepGraph, ClipGraph, PlainClipGraph = graph_modules()
     B, N, T = torch.export.Dim("B"), torch.export.Dim("N"), torch.export.Dim("T")
     C, S = len(data_cfg.mean), data_cfg.input_size
     frames_per_clip = cfg.frames if cfg is not None else 16
@@ -216,7 +129,7 @@ def export_model(model, data_cfg, classes: list[str], out_dir: str | os.PathLike
             state = [t for part in model.init_state(2) for t in part]
             _export(graph, (torch.randn(2, model.num_features), *state), path, ["feature", *names],
                     ["logits", *(s["output"] for s in spec)], dyn, opset)
-            probe = (torch.randn(3, model.num_features), *(_state_probe(s) for s in spec))
+            probe = (torch.randn(3, model.num_features), *(state_probe(s) for s in spec))
             _check(path, dict(zip(["feature", *names], probe, strict=True)), list(graph(*probe)), "step")
             files["step"] = path.name
         else:
@@ -230,16 +143,6 @@ def export_model(model, data_cfg, classes: list[str], out_dir: str | os.PathLike
     return {"out_dir": str(out),
             "files": {k: str(out / v) for k, v in files.items() if v} | {"preprocess": str(out / PREPROCESS)},
             "warnings": warnings_, "streamable": streamable, "metadata": meta}
-
-
-def _state_probe(s: dict):
-    """A random state for B=3 streams, to check the step graph at another batch size than exported."""
-    import torch
-
-    shape = [3 if d == -1 else d for d in s["shape"]]
-    if s["name"] == "attn_max" or s["name"].endswith("count") or s["name"] == "attn_norm":
-        return torch.rand(shape) + 1.0  # counts, normalisers (and a finite running max) are positive
-    return torch.randn(shape)
 
 
 def _export_clip(model, graph_cls, staged: bool, path: Path, cs: tuple[int, int], frames: int, dims, opset):
@@ -368,12 +271,13 @@ def export_onnx(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
                                 "(config.yaml, "
                                 "labels.json, model.safetensors)")
     from ..run import load_run
+    from ..tasks import get_task, list_tasks
 
     loaded = load_run(run, device="cpu")
-    if loaded.task == "caption":
-        raise ValueError(f"{run} is a captioning run: its word-by-word decoder and beam search run in Python and are "
-                         "not "
-                         "exported; export supports classification and per-frame (segment) runs")
+    refusal = loaded.task.export_refusal
+    if refusal is not None:
+        supported = [name for name in list_tasks() if get_task(name).export_refusal is None]
+        raise ValueError(f"{run} is {refusal}; export supports {' and '.join(supported)} runs")
     return export_model(loaded.model, loaded.data_cfg, loaded.classes, out_dir if out_dir is not None else run / "onnx",
                         cfg=loaded.cfg, opset=opset)
 

@@ -324,14 +324,14 @@ class _Timeline:
     def plot(self, path: str, *, title: str) -> str:
         import numpy as np
 
-        from ..viz import _class_colors, _figure, _save
+        from .. import viz
 
         t, s = np.frombuffer(self.times), np.frombuffer(self.scores, np.float32)
         lab = np.frombuffer(self.labels, np.int32)
-        fig = _figure(10, 3.2)
+        fig = viz.figure(10, 3.2)
         ax = fig.subplots()
         ax.plot(t, s, color="0.8", linewidth=0.6, zorder=1)
-        colors = _class_colors(len(self.classes))  # the same colour per class as the other plots
+        colors = viz.class_colors(len(self.classes))  # the same colour per class as the other plots
         present = np.unique(lab)
         for c in present:
             sel = lab == c
@@ -339,4 +339,4 @@ class _Timeline:
         ax.set(title=title, xlabel="stream time (s)", ylabel="top-label probability", ylim=(0, 1.02))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right", ncol=min(6, len(present)))
-        return _save(fig, path)
+        return viz.save(fig, path)

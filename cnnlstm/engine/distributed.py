@@ -66,12 +66,11 @@ def gather_objects(info: DistInfo, obj: Any) -> list[Any]:
     return out
 
 
-def broadcast_object(info: DistInfo, obj: Any) -> Any:
+def shard(n: int, info: DistInfo) -> list[int] | None:
+    """The indices of ``n`` items this rank handles (every world_size-th); None in one process (all)."""
     if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+        return None
+    return list(range(info.rank, n, info.world_size))
 
 
 def cleanup(info: DistInfo) -> None:

@@ -15,7 +15,6 @@ sampling); greedy and beam search live in :mod:`cnnlstm.generate` and use the sa
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._registry import register_model
@@ -192,15 +191,6 @@ class CaptionLSTM(nn.Module):
         return ModelOutput(torch.stack(all_logits, 1), torch.stack(all_weights, 1))  # (B, L, V), (B, L, T)
 
 
-def caption_loss(logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
-    """Mean cross-entropy over the real tokens: logits (B, L, V), targets (B, L) with -100 on padding."""
-    if logits.shape[:2] != targets.shape:
-        raise ValueError(f"logits (B, L, V) and targets (B, L) disagree: {tuple(logits.shape)} vs "
-                         f"{tuple(targets.shape)}")
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100,
-                           label_smoothing=label_smoothing)
-
-
 @register_model
 def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, pool: str = "avg",
                  hidden_size: int = 256,
@@ -214,4 +204,4 @@ def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, 
                        num_layers=num_layers, dropout=dropout, encoder_lstm=encoder_lstm, attention=attention)
 
 
-__all__ = ["CaptionLSTM", "AdditiveAttention", "GeneralAttention", "caption_lstm", "caption_loss"]
+__all__ = ["CaptionLSTM", "AdditiveAttention", "GeneralAttention", "caption_lstm"]

@@ -6,6 +6,7 @@ hangs FFmpeg is reported as bad instead of ending the scan.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -83,6 +84,29 @@ class ScanReport:
             lines.append("bad files:")
             lines += [f"  {v['path']}: {v['error']}" for v in self.bad]
         return "\n".join(lines)
+
+
+def add_parser(sub) -> None:
+    """Register ``cnnlstm scan`` on the CLI's subparsers."""
+    p = sub.add_parser("scan", help="probe every video of a dataset; report formats, durations and bad files")
+    p.add_argument("data", help="folder, CSV/list, UCF split file or Kinetics CSV")
+    p.add_argument("--root", default=None, help="folder that relative video paths start from")
+    p.add_argument("--json", action="store_true", help="print one JSON object: videos and summary")
+    p.add_argument("--workers", type=int, default=2, help="isolated probing processes")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per video before it counts as hung")
+    p.add_argument("--fast", action="store_true", help="count frames from the packet index instead of decoding")
+    p.add_argument("--max-pixels", type=int, default=4096 * 2304, help="reject larger frames (width*height)")
+    p.add_argument("--max-duration", type=float, default=4 * 3600, help="reject longer videos (seconds)")
+    p.set_defaults(func=cmd_scan)
+
+
+def cmd_scan(args) -> int:
+    """Probe every video of a dataset in isolated workers; list counts, formats and bad files."""
+    limits = Limits(max_pixels=args.max_pixels, max_duration_s=args.max_duration)
+    report = scan(args.data, root=args.root, workers=args.workers, timeout=args.timeout, limits=limits,
+                  count_frames=not args.fast)
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.format_table())
+    return 0
 
 
 def scan(spec: str | os.PathLike, *, root: str | os.PathLike | None = None, workers: int = 2,

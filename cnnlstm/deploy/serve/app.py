@@ -63,6 +63,21 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a directory; pass a run directory written by `cnnlstm train`")
 
+    app = FastAPI(title="cnnlstm", docs_url=None, redoc_url=None,
+                  lifespan=_lifespan(run_dir, max_pixels=max_pixels, max_duration_s=max_duration_s,
+                                     max_concurrent=max_concurrent, timeout=timeout, device=device,
+                                     upload_dir=upload_dir))
+    _add_error_handlers(app)
+    _add_routes(app, max_bytes=int(max_upload_mb * 2**20), max_uploading=4 * max_concurrent,
+                max_concurrent=max_concurrent, queue_timeout=queue_timeout, timeout=timeout)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _lifespan(run_dir: Path, *, max_pixels: int, max_duration_s: float, max_concurrent: int, timeout: float,
+              device: str, upload_dir):
+    """Load the Predictor and the probe worker at startup, close them (and the upload folder) at shutdown."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         from ...data.video.pool import IsolatedPool
@@ -91,9 +106,11 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
             if own_dir:
                 shutil.rmtree(directory, ignore_errors=True)
 
-    app = FastAPI(title="cnnlstm", lifespan=lifespan, docs_url=None, redoc_url=None)
-    max_bytes = int(max_upload_mb * 2**20)
-    max_uploading = 4 * max_concurrent
+    return lifespan
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON ``{"error", "detail"}``, never a traceback."""
 
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
@@ -109,6 +126,11 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return _error(500, "internal", "unexpected server error; the server log has the details",
                       {"Connection": "close"})
+
+
+def _add_routes(app: FastAPI, *, max_bytes: int, max_uploading: int, max_concurrent: int, queue_timeout: float,
+                timeout: float) -> None:
+    """GET /health, GET /models, POST /predict (bounded uploads and predictions), GET / (the page)."""
 
     @app.get("/health")
     async def health() -> dict:
@@ -150,9 +172,6 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
 
 
 def _probe_and_predict(state, upload: Upload) -> dict:

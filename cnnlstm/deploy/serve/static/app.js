@@ -4,7 +4,7 @@
 
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 const $ = (id) => document.getElementById(id);
-let info = { labels: [], task: "classify" };
+let info = { labels: [] }; // GET /models: model, task, output, labels (class names; none for captions), frames, size
 let objectUrl = null;
 let current = null; // the last prediction row
 
@@ -33,7 +33,7 @@ async function loadInfo() {
     if (!res.ok) throw new Error(`GET /models: HTTP ${res.status}`);
     info = await res.json();
     const labels = info.labels || [];
-    const classes = info.task === "caption" ? "" : ` · ${labels.length} labels`;
+    const classes = labels.length ? ` · ${labels.length} labels` : "";
     $("model").textContent = `${info.model} · ${info.task}${classes} · ${info.frames} frames at ${info.size} px`;
   } catch (err) {
     $("model").textContent = "";

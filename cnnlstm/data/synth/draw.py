@@ -16,7 +16,7 @@ import numpy as np
 SHAPES = ("circle", "square", "triangle", "diamond")
 
 # saturated object colours; the background is a dark or light grey picked for contrast
-_PALETTE = np.array(
+PALETTE = np.array(
     [
         (230, 40, 40), (40, 200, 60), (50, 90, 240), (240, 220, 40),
         (40, 220, 230), (220, 50, 220), (250, 140, 20), (245, 245, 245),
@@ -62,20 +62,20 @@ class Track:
         return Track(*(np.atleast_1d(v)[index] for v in (self.x, self.y, self.r, self.alpha)))
 
 
-def _luma(rgb: np.ndarray) -> float:
+def luma(rgb: np.ndarray) -> float:
     return float(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
 
 
 def sample_scene(rng: np.random.Generator, *, max_noise: float = 6.0) -> Scene:
     """Draw a random scene: shape, saturated colour, contrasting plain background, light noise."""
     shape = SHAPES[rng.integers(len(SHAPES))]
-    color = _PALETTE[rng.integers(len(_PALETTE))]
+    color = PALETTE[rng.integers(len(PALETTE))]
     dark = rng.uniform(0, 55, size=3).astype(np.float32)
     light = rng.uniform(200, 255, size=3).astype(np.float32)
     first, second = (dark, light) if rng.random() < 0.5 else (light, dark)
-    background = first if abs(_luma(first) - _luma(color)) >= _MIN_CONTRAST else second
-    if abs(_luma(background) - _luma(color)) < _MIN_CONTRAST:  # e.g. mid-luma colour: take the farther one
-        background = max((dark, light), key=lambda bg: abs(_luma(bg) - _luma(color)))
+    background = first if abs(luma(first) - luma(color)) >= _MIN_CONTRAST else second
+    if abs(luma(background) - luma(color)) < _MIN_CONTRAST:  # e.g. mid-luma colour: take the farther one
+        background = max((dark, light), key=lambda bg: abs(luma(bg) - luma(color)))
     noise = float(rng.uniform(0, max_noise))
     return Scene(shape, tuple(map(float, color)), tuple(map(float, background)), noise)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .models._seq import check_lengths
+from ...models._seq import check_lengths
 
 
 def _check(max_len: int, beam_size: int = 1) -> None:

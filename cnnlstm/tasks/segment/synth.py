@@ -18,7 +18,6 @@ Letters: T frames, H/W height/width.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -26,10 +25,19 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .._optional import require
-from ._draw import Track, render, sample_scene
-from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, finish_output, prepare_output
-from .video.encode import write_video
+from ...data.synth import SynthConfig
+from ...data.synth.draw import Track, render, sample_scene
+from ...data.synth.output import (
+    CODEC_OPTIONS,
+    GENERATOR,
+    SPLITS,
+    finish_output,
+    prepare_output,
+    progress_bar,
+    video_rng,
+    write_csv,
+)
+from ...data.video.encode import write_video
 
 BACKGROUND = "background"
 ACTIONS = ("grow", "move_down", "move_left", "move_right", "move_up", "shrink")
@@ -122,13 +130,9 @@ def plan_actions(rng: np.random.Generator, num_frames: int,
     return Track(x=x, y=y, r=r, alpha=np.ones(T)), labels, segments
 
 
-def _video_rng(config: SynthConfig, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([config.seed, _SPLITS[split], index, 2])  # 2: the segment task's stream
-
-
 def render_video(config: SynthConfig, split: str, index: int) -> tuple[np.ndarray, list[int], list[dict]]:
     """Video ``index`` of ``split``: frames uint8 (T, H, W, 3), per-frame class indices, action segments."""
-    rng = _video_rng(config, split, index)
+    rng = video_rng(config, split, index, 2)  # 2: this task's stream
     num_frames = int(rng.integers(config.min_frames * LENGTH_SCALE, config.max_frames * LENGTH_SCALE + 1))
     scene = sample_scene(rng)
     track, labels, segments = plan_actions(rng, num_frames, first=ACTIONS[index % len(ACTIONS)])
@@ -176,28 +180,22 @@ def synthesize_segment(out_dir: str | os.PathLike, config: SynthConfig, *, progr
         for index in range(per_class * len(ACTIONS)):
             ext, codec = config.formats[index % len(config.formats)]
             plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec))
-    meta = dict(generator=_GENERATOR, version=1, task="segment", complete=False, config=asdict(config),
+    meta = dict(generator=GENERATOR, version=1, task="segment", complete=False, config=asdict(config),
                 classes=list(CLASSES))
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))  # marks the folder as ours first
     (out / "videos").mkdir(exist_ok=True)
 
-    todo = plan
-    if progress:
-        todo = require("tqdm", purpose="synthesize(progress=True)").tqdm(plan, desc="synthesizing", unit="video")
-    rows = {name: [] for name in _SPLITS}
-    for video in todo:
+    rows = {name: [] for name in SPLITS}
+    for video in progress_bar(plan, progress):
         frames, labels, segments = render_video(config, video["split"], video["index"])  # (T, H, W, 3)
         write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"],
-                    options=_CODEC_OPTIONS.get(video["codec"]))
+                    options=CODEC_OPTIONS.get(video["codec"]))
         video.update(frames=len(labels), labels=labels, segments=segments)
         rows[video["split"]] += [(video["path"], f"{s['start'] / config.fps:.6f}", f"{s['end'] / config.fps:.6f}",
                                   s["label"])
                                  for s in segments]
     for name, split_rows in rows.items():
-        with open(out / f"{name}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["video", "start", "end", "label"])
-            writer.writerows(split_rows)
+        write_csv(out / f"{name}.csv", ["video", "start", "end", "label"], split_rows)
     (out / "classes.txt").write_text("".join(f"{cls}\n" for cls in CLASSES))
     return finish_output(out, plan, meta, lambda summary: _readme(config, summary), start,
                          meta_extra={"descriptions": DESCRIPTIONS}, classes=list(CLASSES))

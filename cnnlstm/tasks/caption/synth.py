@@ -16,7 +16,6 @@ Letters: T frames, H/W height/width.
 """
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
@@ -25,14 +24,23 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .._optional import require
-from ..text import tokenize
-from ._draw import _PALETTE, SHAPES, Scene, Track, _luma, render
-from .synth import _CODEC_OPTIONS, _GENERATOR, _SPLITS, SynthConfig, finish_output, prepare_output
-from .video.encode import write_video
+from ...data.synth import SynthConfig
+from ...data.synth.draw import PALETTE, SHAPES, Scene, Track, luma, render
+from ...data.synth.output import (
+    CODEC_OPTIONS,
+    GENERATOR,
+    SPLITS,
+    finish_output,
+    prepare_output,
+    progress_bar,
+    video_rng,
+    write_csv,
+)
+from ...data.video.encode import write_video
+from .text import tokenize
 
 # name -> RGB
-COLORS = dict(zip(("red", "green", "blue", "yellow"), (tuple(map(float, c)) for c in _PALETTE[:4]), strict=True))
+COLORS = dict(zip(("red", "green", "blue", "yellow"), (tuple(map(float, c)) for c in PALETTE[:4]), strict=True))
 ACTIONS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks")
 PAIRS = tuple(itertools.permutations(ACTIONS, 2))  # 30 ordered pairs of different actions
 TEMPLATES = (
@@ -68,17 +76,13 @@ def _scene(rng: np.random.Generator, color: str, shape: str) -> Scene:
     """The named colour on the dark or light grey farther from it in luma, light noise."""
     rgb = np.asarray(COLORS[color], np.float32)  # (3,)
     dark, light = rng.uniform(10, 45), rng.uniform(210, 245)
-    grey = max((dark, light), key=lambda g: abs(g - _luma(rgb)))  # a grey's luma is its value
+    grey = max((dark, light), key=lambda g: abs(g - luma(rgb)))  # a grey's luma is its value
     return Scene(shape, tuple(map(float, rgb)), (grey, grey, grey), float(rng.uniform(0, 5)))
-
-
-def _video_rng(config: SynthConfig, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([config.seed, _SPLITS[split], index, 3])  # 3: the caption task's stream
 
 
 def render_video(config: SynthConfig, split: str, index: int, pair: tuple[str, str]) -> tuple[np.ndarray, dict]:
     """Video ``index`` of ``split`` doing ``pair``: frames uint8 (T, H, W, 3) and what it shows."""
-    rng = _video_rng(config, split, index)
+    rng = video_rng(config, split, index, 3)  # 3: this task's stream
     num_frames = int(rng.integers(config.min_frames, config.max_frames + 1))
     color = list(COLORS)[rng.integers(len(COLORS))]
     shape = SHAPES[rng.integers(len(SHAPES))]
@@ -124,33 +128,27 @@ def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progr
     out = prepare_output(out_dir, config)
     plan = []
     for split, per_class in (("train", config.videos_per_class), ("test", config.test_per_class)):
-        order = np.random.default_rng([config.seed, _SPLITS[split], 3]).permutation(len(PAIRS))
+        order = np.random.default_rng([config.seed, SPLITS[split], 3]).permutation(len(PAIRS))
         for index in range(per_class * len(ACTIONS)):
             ext, codec = config.formats[index % len(config.formats)]
             pair = PAIRS[order[index % len(PAIRS)]]
             plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec,
                              pair=pair))
-    meta = dict(generator=_GENERATOR, version=1, task="caption", complete=False, config=asdict(config))
+    meta = dict(generator=GENERATOR, version=1, task="caption", complete=False, config=asdict(config))
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))  # marks the folder as ours first
     (out / "videos").mkdir(exist_ok=True)
 
-    todo = plan
-    if progress:
-        todo = require("tqdm", purpose="synthesize(progress=True)").tqdm(plan, desc="synthesizing", unit="video")
-    rows = {name: [] for name in _SPLITS}
+    rows = {name: [] for name in SPLITS}
     words = set()
-    for video in todo:
+    for video in progress_bar(plan, progress):
         frames, info = render_video(config, video["split"], video["index"], video.pop("pair"))  # (T, H, W, 3)
         write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"],
-                    options=_CODEC_OPTIONS.get(video["codec"]))
+                    options=CODEC_OPTIONS.get(video["codec"]))
         video.update(info, captions=captions_for(info["color"], info["shape"], *info["actions"]))
         rows[video["split"]] += [(video["path"], caption) for caption in video["captions"]]
         words.update(word for caption in video["captions"] for word in tokenize(caption))
     for name, split_rows in rows.items():
-        with open(out / f"{name}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["video", "caption"])
-            writer.writerows(split_rows)
+        write_csv(out / f"{name}.csv", ["video", "caption"], split_rows)
     return finish_output(out, plan, meta, lambda summary: _readme(config, summary), start,
                          meta_extra={"vocabulary": sorted(words)}, classes=list(ACTIONS), vocabulary=sorted(words))
 

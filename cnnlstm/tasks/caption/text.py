@@ -1,4 +1,4 @@
-"""Caption text: tokenization, the word vocabulary, and decoder batches.
+"""Caption text: tokenization, the word vocabulary, and the token targets of a video.
 
 :func:`tokenize` follows what the COCO caption evaluation (pycocoevalcap's PTB tokenizer followed
 by its punctuation filter) does to words, in pure Python (the original runs Stanford CoreNLP in
@@ -23,7 +23,6 @@ from torch import Tensor
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
-IGNORE_INDEX = -100  # target value that cross-entropy skips (caption padding)
 
 _CLITIC = re.compile(r"n't\b|'(?:s|re|ve|ll|d|m)\b")
 _TOKEN = re.compile(
@@ -102,7 +101,7 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write ``{"tokens": [...], "min_freq": n}`` as JSON; returns the path."""
-        from .engine.io import atomic_write_json
+        from ...engine.io import atomic_write_json
 
         return str(atomic_write_json(path, {"tokens": self.tokens, "min_freq": self.min_freq}, indent=1))
 
@@ -122,20 +121,17 @@ class Vocabulary:
         return f"Vocabulary({len(self)} tokens, min_freq={self.min_freq})"
 
 
-def decoder_batch(sequences: Sequence[Sequence[int]], *, pad: int = Vocabulary.pad) -> tuple[Tensor, Tensor]:
-    """Teacher-forcing pair from encoded captions ``[<bos>, w1, ..., <eos>]``: decoder inputs
-    (B, L) = each sequence without its last token, padded with ``pad``; targets (B, L) = each
-    without its first token, padded with ``IGNORE_INDEX`` (-100) so the loss skips the padding."""
-    if not sequences or any(len(s) < 2 for s in sequences):
-        raise ValueError("decoder_batch needs at least one sequence, each with at least <bos> and one more token")
-    L = max(len(s) for s in sequences) - 1
-    inputs = torch.full((len(sequences), L), pad, dtype=torch.long)  # (B, L)
-    targets = torch.full((len(sequences), L), IGNORE_INDEX, dtype=torch.long)  # (B, L)
-    for b, seq in enumerate(sequences):
-        seq = torch.as_tensor(list(seq), dtype=torch.long)
-        inputs[b, : len(seq) - 1] = seq[:-1]
-        targets[b, : len(seq) - 1] = seq[1:]
-    return inputs, targets
+class CaptionTargets:
+    """Token ids (L,) ``<bos> ... <eos>`` of one caption of a video: a random one per (seed, epoch,
+    video) when ``random``, else the first."""
+
+    def __init__(self, captions: dict[str, list[str]], vocab: Vocabulary, *, random: bool):
+        self.captions, self.vocab, self.random = captions, vocab, random
+
+    def __call__(self, item, frame_indices, fps, generator=None) -> Tensor:
+        options = self.captions[item.path]
+        k = int(torch.randint(len(options), (1,), generator=generator)) if self.random and len(options) > 1 else 0
+        return torch.tensor(self.vocab.encode(options[k]), dtype=torch.long)  # (L,)
 
 
-__all__ = ["tokenize", "Vocabulary", "decoder_batch", "SPECIALS", "IGNORE_INDEX"]
+__all__ = ["tokenize", "Vocabulary", "CaptionTargets", "SPECIALS"]

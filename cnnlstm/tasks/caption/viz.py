@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from .viz import _clip_frames, _draw_thumbnails, _figure, _np, _save, _strip_layout
+from ... import viz
 
 __all__ = ["plot_caption_attention"]
 
@@ -21,9 +21,9 @@ def plot_caption_attention(frames: Any, words: Sequence[str], attention: Any, pa
     ``frames`` uint8 (T, C, H, W) with C 1 or 3; ``attention`` (N, T) with N = len(words), or
     len(words) + 1 when its last row produced ``<eos>`` (as :mod:`cnnlstm.generate` returns it).
     """
-    f = _clip_frames(frames)
+    f = viz.clip_frames(frames)
     t = f.shape[0]
-    a = _np(attention).astype(float)
+    a = viz.as_numpy(attention).astype(float)
     rows = list(words)
     if a.ndim != 2 or a.shape[1] != t or a.shape[0] not in (len(rows), len(rows) + 1) or a.shape[0] == 0:
         raise ValueError(
@@ -33,12 +33,12 @@ def plot_caption_attention(frames: Any, words: Sequence[str], attention: Any, pa
     if a.shape[0] == len(rows) + 1:
         rows.append("<eos>")
 
-    idx, width, strip_h = _strip_layout(f, max_frames)
+    idx, width, strip_h = viz.strip_layout(f, max_frames)
     n = len(idx)
     map_h = max(1.5, 0.3 * len(rows) + 0.8)
-    fig = _figure(width, strip_h + map_h + 0.4)
+    fig = viz.figure(width, strip_h + map_h + 0.4)
     grid = fig.add_gridspec(2, n, height_ratios=[strip_h, map_h])
-    _draw_thumbnails(fig, grid, f, idx)
+    viz.draw_thumbnails(fig, grid, f, idx)
     ax = fig.add_subplot(grid[1, :])
     image = ax.imshow(a, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(float(a.max()), 1e-6),
                       interpolation="nearest")
@@ -47,4 +47,4 @@ def plot_caption_attention(frames: Any, words: Sequence[str], attention: Any, pa
     ax.set_xlabel("frame")
     fig.colorbar(image, ax=ax, label="attention", fraction=0.04)
     fig.suptitle(title if title is not None else " ".join(words) or "(empty caption)")
-    return _save(fig, path)
+    return viz.save(fig, path)
