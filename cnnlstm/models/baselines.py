@@ -26,7 +26,8 @@ from . import weights as _weights
 from ._registry import register_model
 from ._seq import check_lengths, lengths_to_mask, masked_mean
 from .backbones import StagedEncoder, create_encoder
-from .heads import ClassifierHead, FinalStatePool
+from .heads import ClassifierHead
+from .pools import FinalStatePool
 from .temporal import TemporalOutput
 from .video_model import ModelOutput, VideoModel
 

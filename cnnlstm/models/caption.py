@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ._registry import register_model
 from ._seq import check_lengths, lengths_to_mask, masked_mean
+from .attention import AdditiveAttention, GeneralAttention
 from .backbones import FrameEncoder, create_encoder
 from .temporal import LSTMEncoder
 from .video_model import ModelOutput
@@ -28,37 +29,6 @@ from .video_model import ModelOutput
 # or repeat it with ``index_select(0, ...)`` / ``repeat_interleave(k, 0)``.
 State = tuple[Tensor, Tensor, Tensor]
 ATTENTIONS = ("bahdanau", "luong")
-
-
-class AdditiveAttention(nn.Module):
-    """Bahdanau: score_t = v^T tanh(W_k m_t + W_q h)."""
-
-    def __init__(self, query_size: int, memory_size: int, attention_size: int):
-        super().__init__()
-        self.key = nn.Linear(memory_size, attention_size, bias=False)
-        self.query = nn.Linear(query_size, attention_size)
-        self.score = nn.Linear(attention_size, 1, bias=False)
-
-    def keys(self, memory: Tensor) -> Tensor:
-        return self.key(memory)  # (B, T, A)
-
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query (B, S), keys (B, T, A) -> scores (B, T)."""
-        return self.score(torch.tanh(keys + self.query(query).unsqueeze(1))).squeeze(-1)  # (B, T)
-
-
-class GeneralAttention(nn.Module):
-    """Luong "general": score_t = h^T W m_t."""
-
-    def __init__(self, query_size: int, memory_size: int):
-        super().__init__()
-        self.key = nn.Linear(memory_size, query_size, bias=False)
-
-    def keys(self, memory: Tensor) -> Tensor:
-        return self.key(memory)  # (B, T, S)
-
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)  # (B, T)
 
 
 class CaptionLSTM(nn.Module):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ._registry import register_model
 from .backbones import create_encoder
-from .heads import AttentionPool, ClassifierHead, FinalStatePool, MeanPool
+from .heads import ClassifierHead
+from .pools import AttentionPool, FinalStatePool, MeanPool
 from .temporal import Identity, LSTMEncoder, ResidualLSTMStack, SelfAttentionLSTM
 from .video_model import VideoModel
 
