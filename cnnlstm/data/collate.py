@@ -25,7 +25,7 @@ IGNORE_INDEX = -100
 
 @dataclass
 class ClipBatch:
-    """A padded batch. ``labels`` is ``(B,)``, ``(B, K)`` or per-frame ``(B, T_max)`` (padded with -100)."""
+    """A padded batch. ``labels`` is ``(B,)``, ``(B, K)`` or per-frame ``(B, T_max)`` (padded with ``IGNORE_INDEX``)."""
 
     clips: Tensor  # (B, T_max, C, H, W) or (B, T_max, D)
     lengths: Tensor  # (B,) int64

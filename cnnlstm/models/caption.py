@@ -9,7 +9,7 @@ and mask (B, T) (True on real frames). The decoder is an ``LSTMCell`` fed [word 
 context]; at every step it attends over the memory with the previous hidden state as query
 (additive, Bahdanau, or multiplicative, Luong "general"), padding gets exactly zero weight, and
 [hidden, context] -> vocabulary logits. ``forward`` runs it with teacher forcing (or scheduled
-sampling); greedy and beam search live in :mod:`cnnlstm.generate` and use the same
+sampling); greedy and beam search live in :mod:`cnnlstm.tasks.caption.generate` and use its
 ``encode`` / ``init_decoder`` / ``decode_step`` API.
 """
 from __future__ import annotations

@@ -111,10 +111,4 @@ def teacher_forcing_ratio(cfg, progress: float) -> float:
     return cfg.teacher_forcing + (cfg.teacher_forcing_end - cfg.teacher_forcing) * min(max(progress, 0.0), 1.0)
 
 
-def frame_seconds(frame_indices, fps: float | None) -> list[float]:
-    """Seconds of each sampled frame, rounded for JSON (1 fps when the video's rate is unknown)."""
-    fps = fps or 1.0
-    return [round(float(i) / fps, 4) for i in frame_indices]
-
-
 __all__ = ["Task", "TaskData", "teacher_forcing_ratio"]

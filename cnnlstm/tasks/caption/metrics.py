@@ -9,7 +9,7 @@ Pure Python reimplementations, checked against pycocoevalcap to 1e-6 in the test
   weights, a Gaussian length penalty (sigma = 6), averaged over references and n, times 10.
   Like the original, it scores 0 for a set of one video (every n-gram then has idf 0).
 
-Hypotheses and references are tokenized with :func:`cnnlstm.text.tokenize` first (lowercase,
+Hypotheses and references are tokenized with :func:`cnnlstm.tasks.caption.text.tokenize` first (lowercase,
 punctuation removed, as the COCO PTB tokenizer does); already tokenized text stays the same.
 METEOR is not included: pycocoevalcap's needs Java and NLTK's needs the WordNet download, and
 neither runs offline in this project. ROUGE-L and SPICE are not included either.

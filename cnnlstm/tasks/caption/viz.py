@@ -19,7 +19,7 @@ def plot_caption_attention(frames: Any, words: Sequence[str], attention: Any, pa
     (one row per generated word, one column per frame); the caption (or ``title``) on top.
 
     ``frames`` uint8 (T, C, H, W) with C 1 or 3; ``attention`` (N, T) with N = len(words), or
-    len(words) + 1 when its last row produced ``<eos>`` (as :mod:`cnnlstm.generate` returns it).
+    len(words) + 1 when its last row produced ``<eos>`` (as :mod:`cnnlstm.tasks.caption.generate` returns it).
     """
     f = viz.clip_frames(frames)
     t = f.shape[0]

@@ -16,7 +16,7 @@ precision made monotone (all-point interpolation, as ActivityNet and PASCAL VOC 
 is over the classes that have ground truth.
 
 Labels below zero (``ignore_index``) mark unlabelled frames: they are dropped from both sequences
-before anything is computed. Empty denominators give 0.0, as in :mod:`cnnlstm.metrics`.
+before anything is computed. Empty denominators give 0.0, as in :mod:`cnnlstm.tasks.metrics`.
 
 Letters: T frames, K classes.
 """
@@ -209,7 +209,7 @@ def segmentation_report(
     ``probs[v]``: class probabilities (T_v, K) scoring the predicted segments for mAP (1.0 without).
     Keys: ``frame_accuracy`` (over all labelled frames), ``edit`` (mean over videos), ``f1@10``,
     ``f1@25``, ``f1@50`` (true/false positives summed over videos), ``map@0.3``, ``map@0.5``,
-    ``map@0.7``, ``num_videos``, ``per_class`` (rows of :func:`cnnlstm.metrics.per_class_table` plus
+    ``map@0.7``, ``num_videos``, ``per_class`` (rows of :func:`cnnlstm.tasks.metrics.per_class_table` plus
     ``frames``, the labelled frames of the class; ``recall`` is its frame accuracy).
 
     Edit and F1 count every class, background included (the 50Salads/GTEA convention; Breakfast
