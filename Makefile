@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 install: $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/ruff check . && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/cnnlstm demo --out $(DEMO_OUT)

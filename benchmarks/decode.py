@@ -26,8 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cnnlstm.data import _probe, _pyav  # noqa: E402
-from cnnlstm.data.decode import VideoReader, probe  # noqa: E402
+from cnnlstm.data.video import _pyav  # noqa: E402
+from cnnlstm.data.video import probe as probe_module  # noqa: E402
+from cnnlstm.data.video.decode import VideoReader, probe  # noqa: E402
 
 FPS = 25
 POLICIES = {"seek-or-forward": _pyav.SEEK_COST_FRAMES, "always-seek": -(10**9), "always-forward": 10**9}
@@ -115,7 +116,7 @@ def stream_rss(path: Path, chunk: int = 32) -> dict:
     """
     code = (
         "import json, os, resource, sys, time; sys.path.insert(0, sys.argv[2]);"
-        "from cnnlstm.data.decode import VideoReader\n"
+        "from cnnlstm.data.video.decode import VideoReader\n"
         "def rss(): return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
         "base = peak = rss(); t = time.perf_counter(); n = 0\n"
         "with VideoReader(sys.argv[1]) as r:\n"
@@ -176,9 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     for gop_s in (float(g) for g in args.gops.split(",")):
         tag = f"{width}x{height}, {args.duration:g} s, keyframe every {gop_s:g} s"
         start = time.perf_counter()
-        path = make_video(args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop{gop_s:g}.mp4", args.duration, width, height, gop_s)
+        path = make_video(args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop{gop_s:g}.mp4", args.duration,
+                          width, height, gop_s)
         print(f"[{tag}] video ready in {time.perf_counter() - start:.1f} s: {path}", flush=True)
-        _probe._CACHE.clear()
+        probe_module._CACHE.clear()
         start = time.perf_counter()
         info = probe(path)
         rows.append((tag, "probe + packet index (cold)", f"{time.perf_counter() - start:.3f} s", "", ""))
@@ -205,9 +207,11 @@ def main(argv: list[str] | None = None) -> None:
         sweep = seek_cost_sweep(args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop1.mp4", args.threads)
         print("  seek-cost sweep done", flush=True)
 
-    streams = [(f"{width}x{height}, {args.duration:g} s", args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop1.mp4")]
+    streams = [(f"{width}x{height}, {args.duration:g} s",
+                args.cache / f"h264_{width}x{height}_{args.duration:g}s_gop1.mp4")]
     for minutes in (1, args.stream_minutes):
-        path = make_video(args.cache / f"h264_320x180_{minutes:g}min.mp4", minutes * 60, 320, 180, 2, preset="ultrafast")
+        path = make_video(args.cache / f"h264_320x180_{minutes:g}min.mp4", minutes * 60, 320, 180, 2,
+                          preset="ultrafast")
         streams.append((f"320x180, {minutes:g} min", path))
     for label, path in streams:
         if not path.exists():

@@ -1,5 +1,5 @@
 """Benchmark causal streaming: per-frame latency of one recurrent step vs re-running a window, and
-peak memory while streaming a 1-hour video vs a 1-minute one through ``cnnlstm.stream.stream``.
+peak memory while streaming a 1-hour video vs a 1-minute one through ``cnnlstm.deploy.stream.stream``.
 
     python benchmarks/stream.py                         # all of it, ~5-10 min on 2 shared cores
     python benchmarks/stream.py --frames 20 --no-rss     # latency only, quicker
@@ -70,9 +70,9 @@ def latency(backbone: str, size: int, windows: tuple[int, ...], frames: int) -> 
         feats = model.forward_features(video[None])[0]  # (1, T_all, D)
         for T in windows:
             rows.append((f"re-run window T={T} (CNN on {T} frames + LSTM)",
-                         *timed(lambda i: model(video[None, i:i + T]), frames)))  # (1, T, C, S, S)
+                         *timed(lambda i, T=T: model(video[None, i:i + T]), frames)))  # (1, T, C, S, S)
             rows.append((f"re-run window T={T}, CNN features cached (LSTM only)",
-                         *timed(lambda i: model(feats[:, i:i + T]), frames)))
+                         *timed(lambda i, T=T: model(feats[:, i:i + T]), frames)))
     return rows
 
 
@@ -106,9 +106,9 @@ def make_video(path: Path, seconds: float, side: int, fps: int) -> Path:
 
 
 def make_run(folder: Path) -> Path:
-    from cnnlstm.checkpoint import save_weights
     from cnnlstm.config import TrainConfig, dump_yaml
-    from cnnlstm.train import build_model
+    from cnnlstm.engine.checkpoint import save_weights
+    from cnnlstm.run import build_model
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(model="cnn_lstm", backbone="test_tiny", size=32, hidden_size=16)
@@ -123,8 +123,8 @@ import json, sys, threading, time
 sys.path.insert(0, sys.argv[3])
 import torch
 torch.set_num_threads(1)
-from cnnlstm.inference import load_run
-from cnnlstm.stream import stream
+from cnnlstm.run import load_run
+from cnnlstm.deploy.stream import stream
 
 def rss_mb():
     with open("/proc/self/status") as f:
@@ -194,8 +194,9 @@ def main(argv: list[str] | None = None) -> None:
             made = time.perf_counter() - start
             r = stream_rss(run, video, args.every)
             mem_rows.append(
-                f"| {label} ({side}x{side}, {fps} fps, {seconds * fps} frames) | {r['frames']} | {r['last_time']:.1f} s | "
-                f"{r['seconds']:.1f} s | {r['frames'] / r['seconds']:.0f} | {r['base_mb']:.1f} MB | {r['peak_mb']:.1f} MB | "
+                f"| {label} ({side}x{side}, {fps} fps, {seconds * fps} frames) | {r['frames']} "
+                f"| {r['last_time']:.1f} s | {r['seconds']:.1f} s | {r['frames'] / r['seconds']:.0f} "
+                f"| {r['base_mb']:.1f} MB | {r['peak_mb']:.1f} MB | "
                 f"{r['peak_mb'] - r['base_mb']:+.1f} MB | {r['end_mb']:.1f} MB |"
             )
             print(f"[rss] {label}: video {made:.0f} s, streamed {r['frames']} frames in {r['seconds']:.0f} s, "
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         "# Streaming benchmark",
         "",
         f"Machine: {machine()}, so absolute times drift (ratios matter). "
-        f"Python {platform.python_version()}, torch {torch.__version__}, PyAV {__import__('av').__version__}, torch threads = 1.",
+        f"Python {platform.python_version()}, torch {torch.__version__}, PyAV {__import__('av').__version__}, "
+        "torch threads = 1.",
         f"Command: `python benchmarks/stream.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
         f"({time.perf_counter() - total:.0f} s in all; 1-minute load average {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)",
@@ -224,13 +226,14 @@ def main(argv: list[str] | None = None) -> None:
     if mem_rows:
         lines += [
             "",
-            "## (b) Peak RSS while streaming with `cnnlstm.stream.stream` (tiny model, 32 px input)",
+            "## (b) Peak RSS while streaming with `cnnlstm.deploy.stream.stream` (tiny model, 32 px input)",
             "",
-            f"Low-resolution H.264 (libx264 ultrafast, keyframe every 2 s); every {args.every} frame(s) processed. Each run in a "
-            "fresh process; VmRSS sampled every 20 ms from a thread. Growth = peak minus the RSS after the first 100 frames "
-            "(imports, model, decoder and allocator pools in place).",
+            f"Low-resolution H.264 (libx264 ultrafast, keyframe every 2 s); every {args.every} frame(s) processed. "
+            "Each run in a fresh process; VmRSS sampled every 20 ms from a thread. Growth = peak minus the RSS after "
+            "the first 100 frames (imports, model, decoder and allocator pools in place).",
             "",
-            "| video | frames processed | last frame time | wall time | frames/s | RSS after 100 frames | peak RSS | growth | RSS at end |",
+            "| video | frames processed | last frame time | wall time | frames/s | RSS after 100 frames | peak RSS "
+            "| growth | RSS at end |",
             "|---|---|---|---|---|---|---|---|---|",
             *mem_rows,
         ]

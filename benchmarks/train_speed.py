@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from cnnlstm import create_model
+from cnnlstm.data.annotations.formats import VideoList
 from cnnlstm.data.datasets import VideoDataset, make_loader
 from cnnlstm.data.features import CachedFeatureDataset, FeatureCache, extract_features
-from cnnlstm.data.formats import VideoList
 from cnnlstm.data.sampling import SamplerConfig
 from cnnlstm.data.synth import SynthConfig, synthesize
 from cnnlstm.data.transforms import DataConfig, eval_transform
@@ -80,7 +80,8 @@ def main() -> None:
     parser.add_argument("--naive-epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--extract-batch-size", type=int, default=2,
-                        help="clips per extraction batch (on CPU, 2 x 16 frames beats 8 x 16: activations stay in cache)")
+                        help="clips per extraction batch "
+                             "(on CPU, 2 x 16 frames beats 8 x 16: activations stay in cache)")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--work", default=None, help="folder for the videos and the cache (default: a temp folder)")
@@ -102,13 +103,15 @@ def run(args: argparse.Namespace, work: Path) -> None:
     start = time.perf_counter()
     size = args.size + args.size % 2
     synth = synthesize(work / "videos", SynthConfig(videos_per_class=math.ceil(args.clips / 6), test_per_class=0,
-                                                    size=size, min_frames=max(24, args.frames), max_frames=max(48, args.frames)))
+                                                    size=size, min_frames=max(24, args.frames),
+                                                    max_frames=max(48, args.frames)))
     full = VideoDataset(synth["train_csv"])
     videos = VideoList(full.videos.items[: args.clips], full.classes, full.videos.source)
     print(f"wrote {synth['train']} videos at {size}px in {time.perf_counter() - start:.1f} s; using {len(videos)}")
 
     torch.manual_seed(0)
-    model = create_model("cnn_lstm", num_classes=len(videos.classes), backbone=args.backbone, hidden_size=512, num_layers=2)
+    model = create_model("cnn_lstm", num_classes=len(videos.classes), backbone=args.backbone, hidden_size=512,
+                         num_layers=2)
     initial = copy.deepcopy(model.state_dict())
     cfg = DataConfig.from_backbone(model.encoder.data_config, input_size=args.size)
     dataset = VideoDataset(videos, sampler=SamplerConfig(num_frames=args.frames), transform=eval_transform(cfg))
@@ -135,7 +138,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
     cache = FeatureCache(work / "cache", encoder=model.encoder, dataset=dataset)
     stats = extract_features(cache, batch_size=args.extract_batch_size, workers=args.workers, progress=False)
     features = CachedFeatureDataset(cache)
-    print(f"extraction: {stats['seconds']:.2f} s ({stats['frames_per_s']:.1f} frames/s), {len(stats['skipped'])} skipped")
+    print(f"extraction: {stats['seconds']:.2f} s ({stats['frames_per_s']:.1f} frames/s), {len(stats['skipped'])} "
+          "skipped")
     cached = []
     for epoch in range(args.epochs + 1):
         features.set_epoch(epoch)
@@ -160,11 +164,13 @@ def run(args: argparse.Namespace, work: Path) -> None:
         "# Frozen backbone: recomputing features every epoch vs the feature cache",
         "",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores ({args.threads} torch threads), torch {torch.__version__}, "
-        f"Python {platform.python_version()}; 1-min load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} "
-        "at the end (other jobs share the machine: absolute times drift, ratios are what matter).",
+        f"Python {platform.python_version()}; 1-min load average {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end "
+        "(other jobs share the machine: absolute times drift, ratios are what matter).",
         "",
         f"Settings: {len(videos)} clips x {args.frames} frames, {args.backbone} at {args.size}x{args.size} (frozen) + "
-        f"2-layer LSTM (hidden 512), AdamW, batch {args.batch_size} (extraction: {args.extract_batch_size} clips), {args.workers} loader workers; synthetic videos "
+        f"2-layer LSTM (hidden 512), AdamW, batch {args.batch_size} (extraction: {args.extract_batch_size} clips), "
+        f"{args.workers} loader workers; synthetic videos "
         f"written at {size}x{size}. Naive = the seed's way (train mode, requires_grad=False, autograd on, contiguous); "
         "extraction = eval mode, inference_mode, channels_last, float32 cache.",
         "",

@@ -23,7 +23,7 @@ class TrainConfig:
     val: str | None = None  # SPEC of the validation set (none: no validation)
     root: str | None = None  # folder relative video paths start from
     out: str = "runs/train"  # run directory
-    task: str = "classify"  # classify | segment (per-frame labels from a segments file) | caption
+    task: str = "classify"  # a registered task (cnnlstm.tasks): classify | segment (per-frame labels) | caption
     # model
     model: str = "cnn_lstm"
     backbone: str = "resnet18"
@@ -46,7 +46,8 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 8  # global batch (split across processes under torchrun)
     lr: float = 1e-3
-    backbone_lr_scale: float | None = None  # backbone lr = lr * this (None: 0.1 with pretrained weights, 1 with random init)
+    # backbone lr = lr * this (None: 0.1 with pretrained weights, 1 with random init)
+    backbone_lr_scale: float | None = None
     weight_decay: float = 0.05
     warmup_epochs: float = 0.5
     grad_clip: float = 1.0  # max gradient norm (0: off)
@@ -75,7 +76,8 @@ class TrainConfig:
     # dense tasks
     background: str = "background"  # segment: the class of frames outside every segment (index 0)
     teacher_forcing: float = 1.0  # caption / autoregressive labels: share of ground-truth tokens fed to the decoder
-    teacher_forcing_end: float | None = None  # scheduled sampling: decay linearly to this by the last epoch (None: constant)
+    # scheduled sampling: decay linearly to this by the last epoch (None: constant)
+    teacher_forcing_end: float | None = None
     min_word_freq: int = 1  # caption: words seen fewer times in the training captions become <unk>
     max_caption_len: int = 20  # caption: generation stops after this many words
     beam_size: int = 3  # caption: beam width for evaluate/predict (1: greedy)
@@ -84,7 +86,10 @@ class TrainConfig:
     min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour (predict)
 
     def __post_init__(self) -> None:
-        choices = {"task": ("classify", "segment", "caption"), "schedule": ("gradual", "frozen", "full"), "pool": ("avg", "attention", "grid"),
+        from .tasks import list_tasks  # the registry imports the task modules: only when a config is made
+
+        choices = {"task": tuple(list_tasks()), "schedule": ("gradual", "frozen", "full"),
+                   "pool": ("avg", "attention", "grid"),
                    "precision": ("auto", "fp32", "bf16", "fp16"), "on_error": ("skip", "raise"),
                    "sampler": ("uniform", "random_clip", "fps"), "short": ("pad", "loop", "keep")}
         for key, allowed in choices.items():
@@ -96,13 +101,15 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"{key} must be in [0, 1]; got {value}")
-        for key in ("frames", "size", "epochs", "batch_size", "min_word_freq", "max_caption_len", "beam_size", "smooth", "min_segment"):
+        for key in ("frames", "size", "epochs", "batch_size", "min_word_freq", "max_caption_len", "beam_size", "smooth",
+                    "min_segment"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
 
 
 # fields that define the model and the data it expects: resuming with a different value is an error
-ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout", "bidirectional", "num_layers", "frames", "size", "sampler", "stride", "short")
+ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout",
+                     "bidirectional", "num_layers", "frames", "size", "sampler", "stride", "short")
 
 
 def _field_types() -> dict[str, Any]:
@@ -200,5 +207,25 @@ def diff_configs(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, A
     return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
+def config_overrides(args) -> dict[str, str]:
+    """The config keys given on the command line (the options :func:`add_config_options` added)."""
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+
+
+def add_config_options(parser) -> None:
+    """One option per TrainConfig field (``--hidden-size 256``); values stay strings here and are
+    typed by :func:`resolve_config`."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if hints[f.name] is bool:
+            parser.add_argument(flag, dest="cfg_" + f.name, nargs="?", const="true", default=None,
+                                metavar="BOOL", help=f"(default: {default})")
+        else:
+            parser.add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(),
+                                help=f"(default: {default})")
+
+
 __all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "resolve_config", "coerce", "check_keys", "dump_yaml",
-           "load_saved_config", "diff_configs", "config_to_dict"]
+           "load_saved_config", "diff_configs", "config_to_dict", "add_config_options", "config_overrides"]

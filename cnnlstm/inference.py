@@ -1,77 +1,32 @@
-"""evaluate(), predict() and Predictor: everything they need is in the run directory.
+"""evaluate(), predict() and Predictor: a trained run (:mod:`cnnlstm.run`) applied to videos.
 
-A run directory holds ``config.yaml`` (how clips are sampled and transformed, which task),
-``labels.json`` (class names, or the vocabulary of a captioning run, also in ``vocab.json``) and
-``model.safetensors``. Each task reports its own metrics: top-1/top-5 and a confusion matrix
-(classify), frame accuracy / Edit / F1@k / segment mAP and timelines (segment), BLEU / CIDEr-D
-(caption). ``predict`` decodes each untrusted video in an isolated worker process with
-a timeout (a file that crashes or hangs FFmpeg costs that file, not the process) and only the
-sampled frames, so a long video costs the memory of one clip.
+Each task reports its own metrics and prediction rows (:mod:`cnnlstm.tasks`): top-1/top-5 and a
+confusion matrix (classify), frame accuracy / Edit / F1@k / segment mAP and timelines (segment),
+BLEU / CIDEr-D (caption). ``predict`` decodes each untrusted video in an isolated worker process
+with a timeout (a file that crashes or hangs FFmpeg costs that file, not the process) and only the
+sampled frames, so a long video costs the memory of one clip. ``cnnlstm evaluate`` and ``cnnlstm
+predict`` are registered here.
 """
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
-from .checkpoint import load_weights
-from .config import TrainConfig, load_saved_config
-from .data.datasets import VideoDataset, make_loader
-from .data.decode import Limits, VideoReader
-from .data.errors import VideoError
-from .data.pool import IsolatedPool
+from .config import load_saved_config
 from .data.sampling import SamplerConfig, sample_indices
-from .data.transforms import DataConfig, average_views, eval_transform
-from .distributed import pick_device
-from .metrics import classification_report
-from .tasks import CaptionTargets, SegmentTargets, collect_frames, generate_captions
-from .train import build_model, collect_logits, data_config
-
-
-@dataclass
-class LoadedRun:
-    run: Path
-    cfg: TrainConfig
-    classes: list[str]
-    model: torch.nn.Module
-    data_cfg: DataConfig
-    device: torch.device
-    vocab: Any = None  # captioning runs: the Vocabulary
-
-    @property
-    def task(self) -> str:
-        return self.cfg.task
-
-    def sampler(self, position: float = 0.5) -> SamplerConfig:
-        c = self.cfg
-        return SamplerConfig(kind=c.sampler, num_frames=c.frames, stride=c.stride, short=c.short, position=position)
-
-
-def load_run(run_dir: str | os.PathLike, *, device: str = "auto", weights: str = "model.safetensors") -> LoadedRun:
-    """Rebuild the trained model of a run directory, in eval mode."""
-    run = Path(run_dir)
-    for name in ("config.yaml", "labels.json", weights):
-        if not (run / name).is_file():
-            raise FileNotFoundError(f"{run} is not a finished run directory: {name} is missing")
-    cfg = load_saved_config(run / "config.yaml")
-    classes = json.loads((run / "labels.json").read_text())
-    vocab = None
-    if cfg.task == "caption":
-        from .text import Vocabulary
-
-        if not (run / "vocab.json").is_file():
-            raise FileNotFoundError(f"{run} is a captioning run without vocab.json")
-        vocab = Vocabulary.load(run / "vocab.json")
-    model = build_model(dataclasses.replace(cfg, weights="none"), len(classes))
-    load_weights(model, run / weights)
-    dev = pick_device(device)
-    return LoadedRun(run, cfg, classes, model.to(dev).eval(), data_config(cfg, model), dev, vocab)
+from .data.transforms import eval_transform
+from .data.video.decode import VideoReader
+from .data.video.errors import VideoError
+from .data.video.pool import IsolatedPool
+from .data.video.types import Limits
+from .run import load_run
+from .tasks import get_task
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str | os.PathLike | None = None,
@@ -87,80 +42,8 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str |
     if views < 1:
         raise ValueError(f"views must be >= 1; got {views}")
     loaded = load_run(run_dir, device=device)
-    if loaded.task != "classify":
-        if views != 1:
-            raise ValueError(f"views > 1 averages clip logits; it applies to classification runs, not {loaded.task}")
-        dense = _evaluate_segment if loaded.task == "segment" else _evaluate_caption
-        return dense(loaded, data, root=root, batch_size=batch_size, workers=workers, plot=plot)
-    views_out = []  # per view: {dataset index: (logits (K,), target)}
-    skipped: list[dict] = []
-    for v in range(views):
-        dataset = VideoDataset(data, root=root, classes=loaded.classes, sampler=loaded.sampler((v + 0.5) / views),
-                               transform=eval_transform(loaded.data_cfg), on_error="skip")
-        loader = make_loader(dataset, batch_size=batch_size, workers=workers)
-        logits, targets, indices, bad = collect_logits(loaded.model, loader, loaded.device)
-        views_out.append({i: (row, t) for i, row, t in zip(indices, logits, targets.tolist())})
-        skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
-    common = sorted(set.intersection(*(set(v) for v in views_out)))  # videos that decoded in every view
-    logits = torch.stack([torch.stack([v[i][0] for v in views_out]) for i in common]) if common else torch.empty(0, views, len(loaded.classes))
-    logits = average_views(logits) if views > 1 else logits[:, 0]  # (N, V, K) -> (N, K)
-    targets = torch.tensor([views_out[0][i][1] for i in common], dtype=torch.long)
-    report = classification_report(logits, targets, loaded.classes, skipped=skipped)
-    report["views"] = views
-    if plot and len(targets):
-        from ._optional import available
-
-        if available("matplotlib"):
-            from .viz import plot_confusion
-
-            name = Path(str(data)).stem or "eval"
-            report["confusion_plot"] = plot_confusion(report["confusion_matrix"], loaded.classes,
-                                                      loaded.run / "plots" / f"confusion_{name}.png")
-    return report
-
-
-def _evaluate_segment(loaded: LoadedRun, data, *, root, batch_size: int, workers: int, plot: bool) -> dict:
-    from .data.segments import load_segments
-    from .metrics_segment import segmentation_report
-
-    spec = load_segments(data, root=root, classes=loaded.classes, background=loaded.cfg.background)
-    dataset = VideoDataset(spec.videos, sampler=loaded.sampler(), transform=eval_transform(loaded.data_cfg), on_error="skip",
-                           targets=SegmentTargets(spec.segments, loaded.classes))
-    rows, skipped = collect_frames(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers), loaded.device)
-    rows.sort(key=lambda r: r["index"])
-    report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows], [r["probs"] for r in rows], loaded.classes)
-    report.update(task="segment", skipped=skipped, videos=[{"path": r["path"], "frame_accuracy": float((r["pred"] == r["target"]).float().mean())}
-                                                           for r in rows])
-    if plot and rows:
-        from ._optional import available
-
-        if available("matplotlib"):
-            from .viz import plot_timeline
-
-            name = Path(str(data)).stem or "eval"
-            report["timeline_plots"] = [
-                plot_timeline({"ground truth": r["target"], "prediction": r["pred"]}, loaded.classes,
-                              loaded.run / "plots" / f"timeline_{name}_{i}.png", title=Path(r["path"]).name)
-                for i, r in enumerate(rows[:4])]
-    return report
-
-
-def _evaluate_caption(loaded: LoadedRun, data, *, root, batch_size: int, workers: int, plot: bool) -> dict:
-    from .data.captions import load_captions
-    from .metrics_caption import caption_report
-
-    spec = load_captions(data, root=root)
-    dataset = VideoDataset(spec.videos, sampler=loaded.sampler(), transform=eval_transform(loaded.data_cfg), on_error="skip",
-                           targets=CaptionTargets(spec.captions, loaded.vocab, random=False))
-    cfg = loaded.cfg
-    rows, skipped = generate_captions(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers), loaded.device,
-                                      loaded.vocab, beam_size=cfg.beam_size, length_penalty=cfg.length_penalty,
-                                      max_len=cfg.max_caption_len)
-    rows.sort(key=lambda r: r["index"])
-    report = caption_report([r["caption"] for r in rows], [spec.captions[r["path"]] for r in rows])
-    report.update(task="caption", skipped=skipped, beam_size=cfg.beam_size,
-                  captions=[{"path": r["path"], "caption": r["caption"], "references": spec.captions[r["path"]]} for r in rows])
-    return report
+    return loaded.task.evaluate(loaded, data, root=root, views=views, batch_size=batch_size, workers=workers,
+                                plot=plot)
 
 
 def read_clip(path: str, sampler: SamplerConfig, limits: Limits | None) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -169,7 +52,8 @@ def read_clip(path: str, sampler: SamplerConfig, limits: Limits | None) -> tuple
         info = reader.info
         indices = sample_indices(sampler, info.num_frames, fps=info.fps, train=False)
         frames = reader.get_frames(indices)
-        facts = {"frames": info.num_frames, "fps": info.fps, "duration": info.duration, "corrupt_frames": reader.corrupt_frames}
+        facts = {"frames": info.num_frames, "fps": info.fps, "duration": info.duration,
+                 "corrupt_frames": reader.corrupt_frames}
     return frames, indices, facts
 
 
@@ -190,10 +74,11 @@ class Predictor:
         self._lock = threading.Lock()
 
     def info(self) -> dict:
-        """What a client needs to know: model, task, labels and input settings."""
+        """What a client needs to know: model, task, labels (none for a caption vocabulary), input settings."""
         c, model = self.loaded.cfg, self.loaded.model
-        return {"model": c.model, "backbone": c.backbone, "task": c.task,
-                "labels": [] if c.task == "caption" else self.loaded.classes, "frames": c.frames, "size": c.size,
+        task = self.loaded.task
+        return {"model": c.model, "backbone": c.backbone, "task": c.task, "output": task.output_kind,
+                "labels": self.loaded.classes if task.labels_are_classes else [], "frames": c.frames, "size": c.size,
                 "sampler": c.sampler, "per_frame": bool(getattr(model, "per_frame", False)),
                 "streamable": bool(getattr(model, "streamable", False))}
 
@@ -224,79 +109,27 @@ class Predictor:
                 frames, indices, facts = decoded
                 row = self._row(paths[i], frames, indices, facts)
                 if plot is not None:
-                    row["plot"] = self._plot(frames, row, plot, i if len(paths) > 1 else None)
+                    path = Path(plot)
+                    if len(paths) > 1:
+                        path = path.with_name(f"{path.stem}_{i}{path.suffix or '.png'}")
+                    row["plot"] = self.loaded.task.plot_prediction(self.loaded, frames, row, path)
                 results[i] = row
         return results
 
     def _row(self, path: str, frames: torch.Tensor, indices: torch.Tensor, facts: dict) -> dict:
+        """The common facts of one video, then the task's part of its prediction."""
         loaded = self.loaded
         fps = facts["fps"] or 1.0
         row = {"path": path, "frame_indices": indices.tolist(),
                "frame_times": [round(float(i) / fps, 4) for i in indices], **facts}
         clip = self.transform(frames)[None].to(loaded.device)  # (1, T, C, S, S)
         with torch.inference_mode():
-            if loaded.task == "caption":
-                return {**row, **self._caption(clip)}
-            out = loaded.model(clip)
-        if loaded.task == "segment":
-            return {**row, **self._segments(out.logits.float()[0].softmax(-1).cpu(), torch.tensor(row["frame_times"]), facts["duration"])}
-        probs = out.logits.float().softmax(-1)[0].cpu()  # (K,)
-        top = probs.topk(min(self.topk, len(loaded.classes)))
-        row.update(label=loaded.classes[int(top.indices[0])], score=float(top.values[0]),
-                   topk=[[loaded.classes[int(c)], float(p)] for p, c in zip(top.values, top.indices)])
-        if out.attention is not None:
-            row["attention"] = [round(float(a), 6) for a in out.attention[0]]
-        return row
-
-    def _segments(self, probs: torch.Tensor, times: torch.Tensor, duration: float | None) -> dict:
-        """Per-frame probabilities (T, K) -> frame labels, segments in seconds, the dominant action."""
-        from .data.segments import labels_to_segments
-
-        classes, cfg = self.loaded.classes, self.loaded.cfg
-        pred = probs.argmax(-1)  # (T,)
-        segments = labels_to_segments(pred, probs, times, smooth=cfg.smooth, min_length=cfg.min_segment, background=0)
-        if duration:  # the last sampled frame's span can reach past the end
-            segments = [{**s, "end": min(s["end"], duration)} for s in segments]
-        counts = torch.bincount(pred, minlength=len(classes))
-        main = int(counts[1:].argmax()) + 1 if len(classes) > 1 and counts[1:].sum() > 0 else 0
-        return {"label": classes[main], "score": float(probs[pred == main, main].mean()) if (pred == main).any() else 0.0,
-                "frame_labels": [classes[int(c)] for c in pred], "frame_scores": [round(float(p), 6) for p in probs.max(-1).values],
-                "segments": [{**s, "label": classes[int(s["label"])]} for s in segments]}
-
-    def _caption(self, clip: torch.Tensor) -> dict:
-        """The caption, its words (one per generated token, so they line up with the attention rows;
-        a final ``<eos>`` row is the weights that ended the caption) and the attention per word."""
-        from .generate import generate
-
-        cfg, vocab = self.loaded.cfg, self.loaded.vocab
-        out = generate(self.loaded.model, clip, beam_size=cfg.beam_size, length_penalty=cfg.length_penalty,
-                       max_len=cfg.max_caption_len, bos=vocab.bos, eos=vocab.eos)[0]
-        caption = vocab.decode(out["tokens"])
-        attention = out["attention"]  # (words [+ 1 for <eos>], T)
-        return {"label": caption, "caption": caption, "score": float(out["score"]), "words": [vocab.tokens[t] for t in out["tokens"]],
-                "word_attention": [[round(float(a), 6) for a in row] for row in attention.float().cpu()] if attention is not None else []}
-
-    def _plot(self, frames: torch.Tensor, row: dict, plot: str | os.PathLike, index: int | None) -> str:
-        path = Path(plot)
-        if index is not None:
-            path = path.with_name(f"{path.stem}_{index}{path.suffix or '.png'}")
-        if self.loaded.task == "caption":
-            from .viz_caption import plot_caption_attention
-
-            return plot_caption_attention(frames, row["words"] + ["<eos>"] if len(row["word_attention"]) > len(row["words"]) else row["words"],
-                                          torch.tensor(row["word_attention"]), path, title=row["caption"])
-        if self.loaded.task == "segment":
-            from .viz import plot_frame_strip
-
-            classes = self.loaded.classes
-            labels = torch.tensor([classes.index(c) for c in row["frame_labels"]])
-            scores = torch.nn.functional.one_hot(labels, len(classes)).float() * torch.tensor(row["frame_scores"])[:, None]
-            return plot_frame_strip(frames, path, scores=scores, classes=classes, title=f"{Path(row['path']).name}: {row['label']}")
-        return _plot_strip(frames, row, path, None)
-
+            part = loaded.task.predict_row(loaded, clip, torch.tensor(row["frame_times"]), facts, topk=self.topk)
+        return {**row, **part}
 
 def predict(run_dir: str | os.PathLike, videos: Sequence[str | os.PathLike], *, topk: int = 5, device: str = "auto",
-            plot: str | os.PathLike | None = None, timeout: float = 120.0, limits: Limits | None = Limits()) -> list[dict]:
+            plot: str | os.PathLike | None = None, timeout: float = 120.0,
+            limits: Limits | None = Limits()) -> list[dict]:
     """Label each video; a bad video gets ``{"path", "error", "reason"}`` instead of a prediction.
 
     Every result has path, label, score, frame_indices, frame_times (seconds) and the video's
@@ -310,12 +143,66 @@ def predict(run_dir: str | os.PathLike, videos: Sequence[str | os.PathLike], *, 
         return predictor.predict(videos, plot=plot)
 
 
-def _plot_strip(frames: torch.Tensor, row: dict, plot: str | os.PathLike, index: int | None) -> str:
-    from .viz import plot_frame_strip
+# --- command line -----------------------------------------------------------------------------
 
-    path = Path(plot)
-    if index is not None:
-        path = path.with_name(f"{path.stem}_{index}{path.suffix or '.png'}")
-    weights = torch.tensor(row["attention"]) if "attention" in row else None
-    title = f"{Path(row['path']).name}: {row['label']} ({row['score']:.0%})"
-    return plot_frame_strip(frames, path, weights=weights, title=title)
+def add_parser(sub) -> None:
+    """Register ``cnnlstm evaluate`` and ``cnnlstm predict`` on the CLI's subparsers."""
+    p = sub.add_parser("evaluate", help="evaluate a trained run on a dataset")
+    p.add_argument("run", help="run directory written by cnnlstm train")
+    p.add_argument("--data", required=True, help="dataset SPEC (folder, CSV/list, UCF split file, Kinetics CSV); "
+                   "a segments file for segment runs, a captions file for caption runs")
+    p.add_argument("--root", default=None)
+    p.add_argument("--views", type=int, default=1, help="temporal views per video, logits averaged")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the confusion matrix")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label videos with a trained run")
+    p.add_argument("run", help="run directory written by cnnlstm train")
+    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print JSON: one object per video")
+    p.add_argument("--plot", default=None, help="PNG: sampled frames with attention weights (suffix _i per video)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to decode one video")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+
+def _run_task(run: str):
+    return get_task(load_saved_config(Path(run) / "config.yaml").task)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a trained run on a dataset SPEC."""
+    report = evaluate(args.run, args.data, root=args.root, views=args.views, batch_size=args.batch_size,
+                      workers=args.workers, device=args.device, plot=not args.no_plot)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for line in _run_task(args.run).format_evaluation(report):
+        print(line)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Label videos with a trained run; each is decoded in an isolated worker with a timeout."""
+    results = predict(args.run, args.videos, topk=args.topk, device=args.device, plot=args.plot, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        task = _run_task(args.run)
+        for r in results:
+            if "error" in r:
+                print(f"{r['path']}: ERROR {r['error']}")
+                continue
+            for line in task.format_prediction(r):
+                print(line)
+            if r.get("plot"):
+                print(f"  plot: {r['plot']}")
+    return 0 if all("error" not in r for r in results) else 1
+
+
+__all__ = ["evaluate", "predict", "Predictor", "read_clip", "add_parser"]

@@ -1,4 +1,5 @@
-"""Plots for training runs and predictions; each function writes one PNG and returns its path.
+"""Plots shared by the package (training curves, frame strips, bars, lines) and the helpers the
+tasks' own plots build on (``cnnlstm.tasks.*.viz``); each plot writes one PNG and returns its path.
 
 matplotlib is optional (``pip install 'cnnlstm[plot]'``) and imported on first use. Figures are
 built as ``matplotlib.figure.Figure`` objects rather than through pyplot, so they render with Agg
@@ -22,19 +23,20 @@ import torch
 
 from ._optional import require
 
-__all__ = ["plot_curves", "plot_confusion", "plot_frame_strip", "plot_bars", "plot_lines", "plot_timeline"]
+__all__ = ["plot_curves", "plot_frame_strip", "plot_bars", "plot_lines", "figure", "save", "as_numpy", "class_colors",
+           "percent_axis", "clip_frames", "strip_layout", "draw_thumbnails"]
 
 _DPI = 100
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
     require("matplotlib", purpose="plots")
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
 
 
-def _save(fig, path: str | os.PathLike) -> str:
+def save(fig, path: str | os.PathLike) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=_DPI)
@@ -42,11 +44,11 @@ def _save(fig, path: str | os.PathLike) -> str:
     return str(path)
 
 
-def _np(x: Any) -> np.ndarray:
+def as_numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def _class_colors(k: int) -> list:
+def class_colors(k: int) -> list:
     """One color per class, the same in every plot (tab10/tab20, then evenly spaced turbo)."""
     import matplotlib
 
@@ -57,7 +59,7 @@ def _class_colors(k: int) -> list:
     return [cmap(i / (k - 1)) for i in range(k)]
 
 
-def _percent_axis(ax) -> None:
+def percent_axis(ax) -> None:
     from matplotlib.ticker import PercentFormatter
 
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -89,7 +91,7 @@ def _shade_phases(axes, rows: Sequence[Mapping], xs: list[float]) -> None:
     """Alternate background bands and a dashed line at each change of ``phase``."""
     runs: list[list] = []  # [phase, first x, last x]
     phase = None
-    for r, x in zip(rows, xs):
+    for r, x in zip(rows, xs, strict=True):
         phase = r.get("phase", phase)
         if runs and runs[-1][0] == phase:
             runs[-1][2] = x
@@ -97,7 +99,7 @@ def _shade_phases(axes, rows: Sequence[Mapping], xs: list[float]) -> None:
             runs.append([phase, x, x])
     if len(runs) < 2:
         return
-    cuts = [(a[2] + b[1]) / 2 for a, b in zip(runs, runs[1:])]
+    cuts = [(a[2] + b[1]) / 2 for a, b in zip(runs, runs[1:], strict=False)]
     lo, hi = [min(xs)] + cuts, cuts + [max(xs)]
     for i, (name, _, _) in enumerate(runs):
         for ax in axes:
@@ -128,10 +130,10 @@ def plot_curves(rows: Sequence[Mapping], path: str | os.PathLike, *, loss_keys: 
     xs, xlabel = _curve_x(rows)
 
     def series(key: str) -> tuple[list[float], list[float]]:
-        pts = [(x, float(r[key])) for x, r in zip(xs, rows) if _number(r.get(key))]
+        pts = [(x, float(r[key])) for x, r in zip(xs, rows, strict=True) if _number(r.get(key))]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    fig = _figure(10, 4)
+    fig = figure(10, 4)
     ax_loss, ax_score = fig.subplots(1, 2)
     for ax, panel, ylabel in ((ax_loss, loss_keys, "loss"), (ax_score, score_keys, "accuracy")):
         drawn = 0
@@ -151,7 +153,7 @@ def plot_curves(rows: Sequence[Mapping], path: str | os.PathLike, *, loss_keys: 
         ax_score.plot([x_best[i]], [y_best[i]], marker="*", ms=12, color="gold", mec="k", zorder=5,
                       label=f"best val_top1 {y_best[i]:.1%}")
     if all(0 <= v <= 1 for k in score_keys for v in series(k)[1]):
-        _percent_axis(ax_score)
+        percent_axis(ax_score)
     x_lr, y_lr = series("lr")
     handles, labels = ax_loss.get_legend_handles_labels()
     if x_lr:
@@ -165,47 +167,12 @@ def plot_curves(rows: Sequence[Mapping], path: str | os.PathLike, *, loss_keys: 
         if hs:
             ax.legend(hs, ls, fontsize=8)
     _shade_phases([ax_loss, ax_score], rows, xs)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_confusion(confusion: Any, classes: Sequence[str], path: str | os.PathLike, *, normalize: bool = True,
-                   title: str | None = None) -> str:
-    """Confusion matrix (rows true, columns predicted) with annotated cells; rows shown as % of the true class."""
-    c = _np(confusion).astype(float)
-    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] != len(classes):
-        raise ValueError(f"confusion must be (K, K) with K=len(classes)={len(classes)}; got shape {c.shape}")
-    k = len(classes)
-    support = c.sum(axis=1)
-    shown = np.divide(c, support[:, None], out=np.zeros_like(c), where=support[:, None] > 0) if normalize else c
-    vmax = 1.0 if normalize else max(1.0, float(shown.max(initial=0)))
-    names = [str(n) if len(str(n)) <= 18 else str(n)[:17] + "…" for n in classes]
-    size = min(max(4.5, 0.32 * k + 2.5), 16)
-    fig = _figure(size + 1.2, size)
-    ax = fig.subplots()
-    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=vmax)
-    ax.set_xticks(range(k), names, rotation=60 if k > 4 else 0, ha="right" if k > 4 else "center",
-                  rotation_mode="anchor", fontsize=8 if k > 12 else 10)
-    ylabels = [f"{n} ({int(s)})" for n, s in zip(names, support)] if normalize else names
-    ax.set_yticks(range(k), ylabels, fontsize=8 if k > 12 else 10)
-    ax.set(xlabel="predicted", ylabel="true (support)" if normalize else "true")
-    ax.set_title(title or ("Confusion matrix (% of true class)" if normalize else "Confusion matrix (counts)"))
-    if k <= 40:
-        fontsize = max(6.0, min(10.0, 170 / k))
-        for i, j in zip(*np.nonzero(shown)):
-            v = shown[i, j]
-            ax.text(j, i, f"{100 * v:.0f}" if normalize else f"{v:g}", ha="center", va="center",
-                    fontsize=fontsize, color="white" if v > 0.55 * vmax else "black")
-    bar = fig.colorbar(im, ax=ax, shrink=0.8)
-    if normalize:
-        from matplotlib.ticker import PercentFormatter
-
-        bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    return _save(fig, path)
-
-
-def _clip_frames(frames: Any) -> np.ndarray:
+def clip_frames(frames: Any) -> np.ndarray:
     """uint8 frames (T, C, H, W) with C 1 or 3, checked."""
-    f = _np(frames)
+    f = as_numpy(frames)
     if f.ndim != 4 or f.shape[1] not in (1, 3) or f.shape[0] == 0:
         raise ValueError(f"frames must be (T, C, H, W) with T >= 1 and C in (1, 3); got shape {f.shape}")
     if f.dtype != np.uint8:
@@ -213,7 +180,7 @@ def _clip_frames(frames: Any) -> np.ndarray:
     return f
 
 
-def _strip_layout(f: np.ndarray, max_frames: int) -> tuple[np.ndarray, float, float]:
+def strip_layout(f: np.ndarray, max_frames: int) -> tuple[np.ndarray, float, float]:
     """Indices of up to ``max_frames`` evenly spaced frames, the figure width and the strip height (inches)."""
     t, _, h, w = f.shape
     idx = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
@@ -222,7 +189,7 @@ def _strip_layout(f: np.ndarray, max_frames: int) -> tuple[np.ndarray, float, fl
     return idx, width, min(max(width / n * h / w + 0.3, 1.0), 4.0)
 
 
-def _draw_thumbnails(fig, grid, f: np.ndarray, idx: np.ndarray) -> None:
+def draw_thumbnails(fig, grid, f: np.ndarray, idx: np.ndarray) -> None:
     """One thumbnail per index in the first row of ``grid``, titled with the frame index."""
     for j, i in enumerate(idx):
         ax = fig.add_subplot(grid[0, j])
@@ -240,25 +207,25 @@ def plot_frame_strip(frames: Any, path: str | os.PathLike, *, weights: Any = Non
     attention; shown frames darker); ``scores`` (T, K) draws per-frame class probabilities for
     the 6 classes with the highest mean score.
     """
-    f = _clip_frames(frames)
+    f = clip_frames(frames)
     if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
         raise ValueError(f"max_frames must be a positive integer; got {max_frames!r}")
     t = f.shape[0]
-    w_arr = None if weights is None else _np(weights).astype(float).reshape(-1)
+    w_arr = None if weights is None else as_numpy(weights).astype(float).reshape(-1)
     if w_arr is not None and w_arr.shape != (t,):
-        raise ValueError(f"weights must be (T,) with T={t} like frames; got shape {_np(weights).shape}")
-    s_arr = None if scores is None else _np(scores).astype(float)
+        raise ValueError(f"weights must be (T,) with T={t} like frames; got shape {as_numpy(weights).shape}")
+    s_arr = None if scores is None else as_numpy(scores).astype(float)
     if s_arr is not None and (s_arr.ndim != 2 or s_arr.shape[0] != t):
         raise ValueError(f"scores must be (T, K) with T={t} like frames; got shape {s_arr.shape}")
     if s_arr is not None and classes is not None and len(classes) != s_arr.shape[1]:
         raise ValueError(f"got {len(classes)} class names for scores with K={s_arr.shape[1]}")
 
-    idx, width, strip_h = _strip_layout(f, max_frames)
+    idx, width, strip_h = strip_layout(f, max_frames)
     n = len(idx)
     panels = [p for p, a in (("weights", w_arr), ("scores", s_arr)) if a is not None]
-    fig = _figure(width, strip_h + 2.2 * len(panels) + (0.4 if title else 0))
+    fig = figure(width, strip_h + 2.2 * len(panels) + (0.4 if title else 0))
     grid = fig.add_gridspec(1 + len(panels), n, height_ratios=[strip_h] + [2.2] * len(panels))
-    _draw_thumbnails(fig, grid, f, idx)
+    draw_thumbnails(fig, grid, f, idx)
     for row, panel in enumerate(panels, start=1):
         ax = fig.add_subplot(grid[row, :])
         if panel == "weights":
@@ -269,13 +236,13 @@ def plot_frame_strip(frames: Any, path: str | os.PathLike, *, weights: Any = Non
         else:
             k = s_arr.shape[1]
             names = list(classes) if classes is not None else [f"class {c}" for c in range(k)]
-            palette = _class_colors(k)
+            palette = class_colors(k)
             for c in np.argsort(-s_arr.mean(axis=0), kind="stable")[:6]:
                 ax.plot(np.arange(t), s_arr[:, c], color=palette[c], marker="o" if t <= 32 else None, ms=3,
                         label=str(names[c]))
             if s_arr.min() >= 0 and s_arr.max() <= 1:
                 ax.set_ylim(0, 1.02)
-                _percent_axis(ax)
+                percent_axis(ax)
             ax.set_ylabel("probability")
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
                       title=f"top {min(6, k)} of {k}" if k > 6 else None, title_fontsize=7)
@@ -284,7 +251,7 @@ def plot_frame_strip(frames: Any, path: str | os.PathLike, *, weights: Any = Non
         ax.grid(alpha=0.3, axis="y")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_bars(values: Mapping[str, float], path: str | os.PathLike, *, title: str, ylabel: str,
@@ -293,21 +260,21 @@ def plot_bars(values: Mapping[str, float], path: str | os.PathLike, *, title: st
     if not values:
         raise ValueError("plot_bars needs at least one value; got an empty mapping")
     names, vals = [str(k) for k in values], [float(v) for v in values.values()]
-    fig = _figure(max(4.0, 0.8 * len(names) + 2), 4)
+    fig = figure(max(4.0, 0.8 * len(names) + 2), 4)
     ax = fig.subplots()
-    bars = ax.bar(range(len(names)), vals, color=_class_colors(len(names)))
+    bars = ax.bar(range(len(names)), vals, color=class_colors(len(names)))
     ax.bar_label(bars, labels=[fmt.format(v) for v in vals], padding=2, fontsize=8)
     slanted = len(names) > 4 or max(map(len, names)) > 10
     ax.set_xticks(range(len(names)), names, rotation=30 if slanted else 0, ha="right" if slanted else "center",
                   rotation_mode="anchor")
     if "%" in fmt and all(0 <= v <= 1 for v in vals):
         ax.set_ylim(0, 1.1)
-        _percent_axis(ax)
+        percent_axis(ax)
     else:
         ax.margins(y=0.15)
     ax.set(title=title, ylabel=ylabel)
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *, title: str,
@@ -315,10 +282,11 @@ def plot_lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], pa
     """One marked line per name, ``{name: (xs, ys)}`` (e.g. latency vs clip length per model)."""
     if not series:
         raise ValueError("plot_lines needs at least one series; got an empty mapping")
-    fig = _figure(6, 4)
+    fig = figure(6, 4)
     ax = fig.subplots()
-    for color, (name, (xs, ys)) in zip(_class_colors(len(series)), series.items()):
-        ax.plot(list(xs), [max(float(y), 1e-6) if logy else float(y) for y in ys], marker="o", label=str(name), color=color)
+    for color, (name, (xs, ys)) in zip(class_colors(len(series)), series.items(), strict=True):
+        ax.plot(list(xs), [max(float(y), 1e-6) if logy else float(y) for y in ys], marker="o", label=str(name),
+                color=color)
     if logx:
         ax.set_xscale("log", base=2)
     if logy:
@@ -326,50 +294,4 @@ def plot_lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], pa
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_timeline(labels_rows: Mapping[str, Any], classes: Sequence[str], path: str | os.PathLike, *,
-                  title: str | None = None) -> str:
-    """Per-frame labels as colored segments, one row per name ("ground truth", "prediction", ...).
-
-    Each value is a sequence of class indices over frames; negative means unlabelled (light gray).
-    """
-    if not labels_rows:
-        raise ValueError("plot_timeline needs at least one row; got an empty mapping")
-    k = len(classes)
-    rows = {}
-    for name, labels in labels_rows.items():
-        lab = _np(labels)
-        if lab.ndim != 1 or (lab.size and not np.array_equal(lab, np.round(lab))):
-            raise ValueError(f"row {name!r} must be 1-D integer labels over frames; got shape {lab.shape}")
-        lab = lab.astype(np.int64)
-        if lab.size and lab.max() >= k:
-            raise ValueError(f"row {name!r} has label {lab.max()} but only {k} classes are named")
-        rows[str(name)] = lab
-    t_max = max(1, *(len(v) for v in rows.values()))
-    palette = _class_colors(max(k, 1))
-    fig = _figure(min(16.0, max(6.0, t_max / 20 + 4)), 0.6 * len(rows) + 1.8)
-    ax = fig.subplots()
-    present: set[int] = set()
-    for r, lab in enumerate(rows.values()):
-        y = len(rows) - 1 - r  # first row on top
-        cuts = np.flatnonzero(np.diff(lab)) + 1
-        starts, ends = np.r_[0, cuts], np.r_[cuts, len(lab)]
-        for c in np.unique(lab):  # one artist per (row, class), however many segments
-            sel = lab[starts] == c
-            ax.broken_barh(list(zip(starts[sel], ends[sel] - starts[sel])), (y - 0.4, 0.8),
-                           facecolors=palette[c] if c >= 0 else "0.9")
-            present.add(int(c))
-    ax.set_yticks(range(len(rows)), list(rows)[::-1])
-    ax.set(xlim=(0, t_max), ylim=(-0.6, len(rows) - 0.4), xlabel="frame")
-    if title:
-        ax.set_title(title)
-    from matplotlib.patches import Patch
-
-    handles = [Patch(color=palette[c], label=str(classes[c])) for c in sorted(present) if c >= 0]
-    if any(c < 0 for c in present):
-        handles.append(Patch(color="0.9", label="unlabelled"))
-    if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)

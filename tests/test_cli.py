@@ -6,8 +6,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 from cnnlstm.cli import main
 
 
@@ -30,7 +28,8 @@ def test_console_script_is_installed():
 
 
 def test_synth_then_demo_end_to_end(tmp_path, capsys):
-    assert main(["synth", str(tmp_path / "syn"), "--videos-per-class", "2", "--test-per-class", "1", "--size", "32", "--quiet"]) == 0
+    assert main(["synth", str(tmp_path / "syn"), "--videos-per-class", "2", "--test-per-class", "1", "--size", "32",
+                 "--quiet"]) == 0
     assert (tmp_path / "syn" / "train.csv").is_file() and (tmp_path / "syn" / "videos").is_dir()
     assert main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "2"]) == 0
     report = json.loads((tmp_path / "demo" / "demo.json").read_text())

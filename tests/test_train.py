@@ -1,7 +1,6 @@
 """fit(), evaluate(), predict() end to end on tiny synthetic videos; exact resume; phases."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import subprocess
@@ -37,8 +36,10 @@ def test_fit_writes_a_complete_run_directory_and_evaluate_predict_use_it(data, t
     cfg = config(data, tmp_path / "run", epochs=3, phase_epochs=[1, 1, 1], dropout=0.2)
     summary = fit(cfg, log=lambda *_: None)
     run = tmp_path / "run"
-    assert len(list(run.glob("cache/*/*/*.safetensors"))) == 18, "the frozen phase trains from cached features (12 train + 6 val)"
-    for name in ("config.yaml", "labels.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "summary.json", "plots/confusion_val.png"):
+    cached = list(run.glob("cache/*/*/*.safetensors"))
+    assert len(cached) == 18, "the frozen phase trains from cached features (12 train + 6 val)"
+    for name in ("config.yaml", "labels.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "summary.json",
+                 "plots/confusion_val.png"):
         assert (run / name).is_file(), name
     assert json.loads((run / "labels.json").read_text()) == summary["classes"]
     assert list((run / "tb").iterdir()), "TensorBoard event files"
@@ -62,7 +63,8 @@ def test_fit_writes_a_complete_run_directory_and_evaluate_predict_use_it(data, t
     video = next((data / "videos" / "moving_left").iterdir())
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 10)
-    assert main(["predict", str(run), str(video), str(bad), "--json", "--topk", "3", "--plot", str(tmp_path / "p.png")]) == 1
+    assert main(["predict", str(run), str(video), str(bad), "--json", "--topk", "3", "--plot",
+                 str(tmp_path / "p.png")]) == 1
     results = json.loads(capsys.readouterr().out)
     assert results[0]["label"] in summary["classes"] and len(results[0]["topk"]) == 3
     assert len(results[0]["frame_indices"]) == 6 and Path(results[0]["plot"]).is_file()
@@ -108,7 +110,8 @@ def test_resume_refuses_a_changed_architecture_and_fresh_runs_refuse_an_existing
     fit(cfg, log=lambda *_: None)
     with pytest.raises(FileExistsError, match="--resume"):
         fit(cfg, log=lambda *_: None)
-    changed = config(data, tmp_path / "run", epochs=1, schedule="full", cache="off", val=None, hidden_size=8, resume=True)
+    changed = config(data, tmp_path / "run", epochs=1, schedule="full", cache="off", val=None, hidden_size=8,
+                     resume=True)
     with pytest.raises(ValueError, match="hidden_size"):
         fit(changed, log=lambda *_: None)
 
@@ -132,7 +135,8 @@ def test_divergence_skips_non_finite_steps_then_stops_with_a_clear_error(data, t
 
     def build_with_inf_gradients(cfg, num_classes):
         model = original(cfg, num_classes)
-        model.head.register_full_backward_hook(lambda m, grad_in, grad_out: (torch.full_like(grad_in[0], float("inf")),))
+        model.head.register_full_backward_hook(lambda m, grad_in,
+                                               grad_out: (torch.full_like(grad_in[0], float("inf")),))
         return model
 
     monkeypatch.setattr(train_module, "build_model", build_with_inf_gradients)
@@ -144,4 +148,5 @@ def test_divergence_skips_non_finite_steps_then_stops_with_a_clear_error(data, t
     from safetensors.torch import load_file
 
     for checkpoint in (tmp_path / "run" / "checkpoints").glob("step-*"):  # skipped steps left the weights finite
-        assert all(torch.isfinite(v).all() for v in load_file(checkpoint / "model.safetensors").values() if v.is_floating_point())
+        weights = load_file(checkpoint / "model.safetensors").values()
+        assert all(torch.isfinite(v).all() for v in weights if v.is_floating_point())

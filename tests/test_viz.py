@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlstm.report import Section, write_report
+from cnnlstm.apps.report import Section, write_report
+from cnnlstm.tasks.classify.viz import plot_confusion
+from cnnlstm.tasks.segment.viz import plot_timeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["walk", "run", "jump", "sit"]
@@ -75,14 +77,14 @@ def test_curves_reject_no_rows(viz, tmp_path):
 def test_confusion(viz, tmp_path, k, normalize):
     cm = torch.randint(0, 20, (k, k))
     cm[0] = 0  # a class without support must not divide by zero
-    w, h = _png_size(viz.plot_confusion(cm, [f"class_{i}" for i in range(k)], tmp_path / "cm.png",
+    w, h = _png_size(plot_confusion(cm, [f"class_{i}" for i in range(k)], tmp_path / "cm.png",
                                         normalize=normalize, title="<val>"))
     assert 0.8 < w / h < 1.6
 
 
 def test_confusion_rejects_wrong_names(viz, tmp_path):
     with pytest.raises(ValueError, match=r"K=len\(classes\)=2"):
-        viz.plot_confusion(torch.eye(3), ["a", "b"], tmp_path / "cm.png")
+        plot_confusion(torch.eye(3), ["a", "b"], tmp_path / "cm.png")
 
 
 @pytest.mark.parametrize("t, panels", [
@@ -127,10 +129,10 @@ def test_bars(viz, tmp_path):
 
 def test_timeline(viz, tmp_path):
     rows = {"ground truth": [0] * 10 + [1] * 20 + [-1] * 5 + [3] * 15, "prediction": torch.tensor([0] * 12 + [2] * 30)}
-    w, h = _png_size(viz.plot_timeline(rows, CLASSES, tmp_path / "tl.png", title="video 3"))
+    w, h = _png_size(plot_timeline(rows, CLASSES, tmp_path / "tl.png", title="video 3"))
     assert w > h
     with pytest.raises(ValueError, match="label 4"):
-        viz.plot_timeline({"p": [4]}, CLASSES, tmp_path / "x.png")
+        plot_timeline({"p": [4]}, CLASSES, tmp_path / "x.png")
 
 
 def test_no_figure_leak_and_backend_untouched(viz, tmp_path, monkeypatch):
@@ -138,12 +140,12 @@ def test_no_figure_leak_and_backend_untouched(viz, tmp_path, monkeypatch):
     import matplotlib.pyplot as plt  # a user's session may already have pyplot loaded
 
     backend, made = matplotlib.get_backend(), []
-    make = viz._figure
-    monkeypatch.setattr(viz, "_figure", lambda *a: made.append(weakref.ref(f := make(*a))) or f)
+    make = viz.figure
+    monkeypatch.setattr(viz, "figure", lambda *a: made.append(weakref.ref(f := make(*a))) or f)
     for _ in range(3):
-        viz.plot_confusion(torch.eye(3), CLASSES[:3], tmp_path / "m.png")
+        plot_confusion(torch.eye(3), CLASSES[:3], tmp_path / "m.png")
         viz.plot_frame_strip(_frames(3), tmp_path / "s.png", weights=torch.ones(3))
-        viz.plot_timeline({"p": [0, 1, 1]}, CLASSES, tmp_path / "t.png")
+        plot_timeline({"p": [0, 1, 1]}, CLASSES, tmp_path / "t.png")
     gc.collect()
     assert len(made) == 9 and all(ref() is None for ref in made), "a figure outlived its plot call"
     assert matplotlib.get_backend() == backend and plt.get_fignums() == []
@@ -203,11 +205,11 @@ def test_report_overwrites_atomically_and_cleans_up_on_error(tmp_path):
 
 
 def test_report_with_real_plots(viz, tmp_path):
-    from cnnlstm.metrics import classification_report
+    from cnnlstm.tasks.classify.metrics import classification_report
 
     logits, targets = torch.randn(20, 4), torch.randint(0, 4, (20,))
     rep = classification_report(logits, targets, CLASSES)
-    cm_png = viz.plot_confusion(rep["confusion_matrix"], CLASSES, tmp_path / "cm.png")
+    cm_png = plot_confusion(rep["confusion_matrix"], CLASSES, tmp_path / "cm.png")
     path = write_report(tmp_path / "report.html", title="eval", sections=[
         Section("Accuracy", table=[{k: rep[k] for k in ("top1", "top5", "mean_class_accuracy", "num_videos")}]),
         Section("Per class", table=rep["per_class"], images=[cm_png]),

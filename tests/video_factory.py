@@ -15,8 +15,8 @@ from typing import Mapping, Sequence
 import av
 import numpy as np
 
-from cnnlstm.data.encode import write_video
-from cnnlstm.data.errors import CorruptVideoError
+from cnnlstm.data.video.encode import write_video
+from cnnlstm.data.video.errors import CorruptVideoError
 
 LOSSLESS = dict(codec="libx264rgb", pix_fmt="rgb24", options={"crf": "0"})
 
@@ -221,8 +221,8 @@ def _peak_rss_mb() -> float:
 
 def probe_peak_memory(path: str) -> tuple[str, float]:
     """In a fresh process: the error ``probe(path)`` raises and how many MB the peak RSS grew by."""
-    from cnnlstm.data.decode import probe
-    from cnnlstm.data.errors import VideoError
+    from cnnlstm.data.video.decode import probe
+    from cnnlstm.data.video.errors import VideoError
 
     warmup = write(f"{path}.warmup.mkv", make_frames(2, 16, 16))
     probe(warmup)  # load the libraries first

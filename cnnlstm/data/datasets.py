@@ -18,16 +18,17 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .collate import ClipBatch, collate_clips
-from .decode import Limits, VideoReader
-from .errors import VideoError
-from .formats import VideoItem, VideoList, load_spec
+from .annotations.formats import VideoItem, VideoList, load_spec
+from .collate import IGNORE_INDEX, ClipBatch, collate_clips
 from .sampling import SamplerConfig, sample_indices
+from .video.decode import VideoReader
+from .video.errors import VideoError
+from .video.types import Limits
 
 ON_ERROR = ("raise", "skip")
 
 
-def _item_seed(seed: int, epoch: int, index: int) -> int:
+def item_seed(seed: int, epoch: int, index: int) -> int:
     """A seed per (run seed, epoch, item): the same clip whatever worker decodes it."""
     return (seed * 1_000_003 + epoch * 7_919 + index) % (2**63 - 1)
 
@@ -36,7 +37,7 @@ class VideoDataset(Dataset):
     """One clip per video from a :class:`VideoList` (or any SPEC that ``load_spec`` reads).
 
     Each item is a dict: ``clip`` (T, C, H, W) (uint8 without a transform, float after one),
-    ``label`` (class index, -1 when unlabelled), ``path``, ``index``, ``frame_indices`` (T,).
+    ``label`` (class index, ``IGNORE_INDEX`` when unlabelled), ``path``, ``index``, ``frame_indices`` (T,).
     Random sampling and augmentation draw from a generator seeded by (seed, epoch, index), so a
     run is reproducible with any number of workers; call :meth:`set_epoch` every epoch.
     """
@@ -89,7 +90,8 @@ class VideoDataset(Dataset):
             setattr(new, key, value)
         return new
 
-    def target_of(self, item: VideoItem, frame_indices: torch.Tensor, fps: float | None, generator: torch.Generator | None = None):
+    def target_of(self, item: VideoItem, frame_indices: torch.Tensor, fps: float | None,
+                  generator: torch.Generator | None = None):
         """The training target of a sampled clip: the class index, or what ``targets`` makes of
         (item, frame indices, fps, generator), e.g. per-frame labels (T,) or caption tokens (L,)."""
         if self.targets is None:
@@ -98,26 +100,28 @@ class VideoDataset(Dataset):
 
     def label_of(self, item: VideoItem) -> int:
         if item.label is None:
-            return -1
+            return IGNORE_INDEX
         if item.label not in self._label_index:
             raise ValueError(f"{item.path}: label {item.label!r} is not one of the classes {self.classes}")
         return self._label_index[item.label]
 
     def _read(self, item: VideoItem, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
-        with VideoReader(item.path, backend=self.backend, threads=self.threads, strict=self.strict, limits=self.limits) as reader:
+        with VideoReader(item.path, backend=self.backend, threads=self.threads, strict=self.strict,
+                         limits=self.limits) as reader:
             info = reader.info
             first, count = 0, info.num_frames
             # an untrimmed video with a [start, end] segment (Kinetics CSV): sample inside it
             if item.start is not None and item.end is not None and info.duration > item.end - item.start + 1.0:
                 first = min(int(item.start * info.fps), info.num_frames - 1)
                 count = max(1, min(int(item.end * info.fps), info.num_frames) - first)
-            indices = sample_indices(self.sampler, count, fps=info.fps, train=self.train, generator=generator) + first  # (T,)
+            indices = sample_indices(self.sampler, count, fps=info.fps, train=self.train,
+                                     generator=generator) + first  # (T,)
             frames = reader.get_frames(indices, size=self.decode_size)  # (T, C, H, W) uint8
         return frames, indices, info.fps
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.videos.items[index]
-        generator = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, index))
+        generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index))
         try:
             frames, indices, fps = self._read(item, generator)
         except VideoError as exc:
@@ -247,7 +251,8 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __iter__(self):
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, 0)))
+            order = torch.randperm(self.n,
+                                   generator=torch.Generator().manual_seed(item_seed(self.seed, self.epoch, 0)))
         else:
             order = torch.arange(self.n)
         total = self.num_batches() * self.global_batch

@@ -51,7 +51,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -62,7 +61,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from .._optional import require
-from .datasets import VideoDataset, _item_seed, make_loader
+from ..engine.io import atomic_write_bytes
+from .datasets import VideoDataset, item_seed, make_loader
 
 FORMAT_VERSION = 1
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -87,30 +87,6 @@ def weights_digest(module: nn.Module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(_tensor_bytes(t))
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600: let other users of a shared cache read
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable (not possible on every platform)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _header(data: bytes) -> dict:
@@ -162,7 +138,8 @@ class FeatureCache:
         if not encoder.cacheable:
             trainable = [n for n, p in encoder.named_parameters() if p.requires_grad]
             raise ValueError(
-                f"{encoder.name} has trainable parameters ({trainable[:3]}{' ...' if len(trainable) > 3 else ''}), so its "
+                f"{encoder.name} has trainable parameters ({trainable[:3]}{' ...' if len(trainable) > 3 else ''}), "
+                "so its "
                 "features change during training and cannot be cached. Freeze it first: encoder.freeze() (and "
                 "encoder.pool.requires_grad_(False) for pool='attention')"
             )
@@ -217,13 +194,14 @@ class FeatureCache:
         from .. import __version__
 
         info = {"cnnlstm": __version__, "torch": torch.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-        _atomic_write(path, json.dumps({"hash": self.hash, "key": self.key, "info": info}, indent=1).encode())
+        atomic_write_bytes(path, json.dumps({"hash": self.hash, "key": self.key, "info": info}, indent=1).encode())
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "encoder": None}  # workers only read entries; don't copy the CNN
 
     def __repr__(self) -> str:
-        return f"FeatureCache({str(self.dir)!r}, encoder={self.key['encoder']!r}, views={self.views}, dtype={self.key['dtype']})"
+        return (f"FeatureCache({str(self.dir)!r}, encoder={self.key['encoder']!r}, views={self.views}, "
+                f"dtype={self.key['dtype']})")
 
     def _check_view(self, view: int) -> int:
         if not 0 <= view < self.views:
@@ -291,14 +269,15 @@ class FeatureCache:
         path, meta = self._locate(video_path, view, segment)
         feats = features.detach().to("cpu", self.dtype).contiguous()  # (T, D)
         if self.dtype != features.dtype and not bool(feats.isfinite().all()) and bool(features.isfinite().all()):
-            raise ValueError(f"features overflow {self.dtype} (max |x| = {float(features.abs().max()):g}); use dtype=torch.float32")
+            raise ValueError(f"features overflow {self.dtype} (max |x| = {float(features.abs().max()):g}); use "
+                             "dtype=torch.float32")
         indices = frame_indices.detach().to("cpu", torch.int64).contiguous()  # (T,)
         meta["digest"] = _blake(_tensor_bytes(feats), _tensor_bytes(indices)).hexdigest()
         save = require("safetensors.torch", purpose="the feature cache").save
         tensors = {"features": feats, "frame_indices": indices}
         if fps is not None:
             tensors["fps"] = torch.tensor([float(fps)], dtype=torch.float64)
-        _atomic_write(path, save(tensors, metadata=meta))
+        atomic_write_bytes(path, save(tensors, metadata=meta))
 
     def has(self, index: int, view: int = 0) -> bool:
         """True when dataset item ``index`` has a complete entry (reads only the header)."""
@@ -350,7 +329,8 @@ def extract_features(cache: FeatureCache, *, batch_size: int = 8, workers: int =
             loader = make_loader(Subset(dataset, todo), batch_size=batch_size, workers=workers,
                                  pin_memory=device.type == "cuda")
             if progress:
-                loader = require("tqdm", purpose="progress=True").tqdm(loader, desc=f"features (view {v})", unit="batch")
+                loader = require("tqdm", purpose="progress=True").tqdm(loader, desc=f"features (view {v})",
+                                                                       unit="batch")
             with torch.inference_mode():
                 for batch in loader:
                     stats["skipped"].extend(batch.skipped)
@@ -362,7 +342,8 @@ def extract_features(cache: FeatureCache, *, batch_size: int = 8, workers: int =
                     for b, meta in enumerate(batch.meta):
                         n = int(batch.lengths[b])
                         item = dataset.videos.items[meta["index"]]
-                        cache.put(item.path, feats[b, :n], meta["frame_indices"], v, segment=_segment(item), fps=meta.get("fps"))
+                        cache.put(item.path, feats[b, :n], meta["frame_indices"], v, segment=_segment(item),
+                                  fps=meta.get("fps"))
                     stats["extracted"] += len(batch)
                     frames += int(batch.lengths.sum())
     finally:
@@ -402,7 +383,7 @@ class CachedFeatureDataset(Dataset):
             message = (f"{item.path}: no cached features (view {self.view}) in {self.cache.dir}; "
                        "a bad video, or extract_features has not run for it")
             return {"error": "missing", "message": message, "path": item.path, "index": index}
-        generator = torch.Generator().manual_seed(_item_seed(dataset.seed, self.epoch, index))
+        generator = torch.Generator().manual_seed(item_seed(dataset.seed, self.epoch, index))
         label = dataset.target_of(item, entry["frame_indices"], entry.get("fps"), generator)
         return {"clip": entry["features"].to(self.dtype), "label": label, "path": item.path,
                 "index": index, "frame_indices": entry["frame_indices"], "fps": entry.get("fps")}

@@ -14,15 +14,20 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
-import torchvision.transforms.v2.functional as F
 from torch import Tensor
-from torchvision.transforms import InterpolationMode
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CROP_PCT = 0.875  # eval resizes the shorter side to input_size / 0.875 (224 -> 256)
-_INTERPOLATIONS = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR,
-                   "bicubic": InterpolationMode.BICUBIC}
+_INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # torchvision InterpolationMode values
+
+
+def _functional():
+    """torchvision's ``transforms.v2.functional``, imported on first use: importing torchvision
+    takes seconds (it loads torch._dynamo), which ``cnnlstm --help`` and the task registry need not pay."""
+    import torchvision.transforms.v2.functional
+
+    return torchvision.transforms.v2.functional
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,11 @@ class DataConfig:
         return self.resize if self.resize is not None else round(self.input_size / DEFAULT_CROP_PCT)
 
     @property
-    def interpolation_mode(self) -> InterpolationMode:
-        return _INTERPOLATIONS[self.interpolation]
+    def interpolation_mode(self):
+        """The torchvision ``InterpolationMode``."""
+        from torchvision.transforms import InterpolationMode
+
+        return InterpolationMode(self.interpolation)
 
     @classmethod
     def from_backbone(cls, data_config: Mapping[str, Any], **overrides: Any) -> DataConfig:
@@ -88,7 +96,7 @@ def _check_clip(clip: Tensor, channels: int) -> None:
 
 
 def _resize_shorter(clip: Tensor, size: int, cfg: DataConfig) -> Tensor:
-    return F.resize(clip, [size], interpolation=cfg.interpolation_mode, antialias=True)
+    return _functional().resize(clip, [size], interpolation=cfg.interpolation_mode, antialias=True)
 
 
 def to_float_normalized(
@@ -183,13 +191,14 @@ class ClipTransform:
         if self.train:
             height, width = clip.shape[-2:]
             top, left, h, w = random_resized_crop_params(height, width, self.scale, self.ratio, generator)
-            clip = F.resized_crop(clip, top, left, h, w, size, interpolation=cfg.interpolation_mode, antialias=True)
+            clip = _functional().resized_crop(clip, top, left, h, w, size, interpolation=cfg.interpolation_mode,
+                                              antialias=True)
             # (T, C, S, S)
             if self.flip and float(torch.rand((), generator=generator)) < 0.5:
                 clip = clip.flip(-1)
         else:
             clip = _resize_shorter(clip, cfg.resize_size, cfg)  # (T, C, H', W')
-            clip = F.center_crop(clip, size)  # (T, C, S, S)
+            clip = _functional().center_crop(clip, size)  # (T, C, S, S)
         return to_float_normalized(clip, cfg.mean, cfg.std)
 
     def __repr__(self) -> str:

@@ -52,6 +52,11 @@ def list_models(pattern: str | None = None) -> list[str]:
     return MODELS.names(pattern)
 
 
+def get_model_builder(name: str) -> Callable:
+    """The builder registered as ``name``: its signature lists the model's options, its docstring says what it is."""
+    return MODELS.get(name)
+
+
 def create_model(name: str, **kwargs):
     """Build the registered model ``name``; keyword arguments go to its builder.
 

@@ -1,6 +1,10 @@
-"""Attention modules that return their weights for visualisation.
+"""Attention mechanisms; each returns its weights for visualisation.
 
-Letters: B batch, T frames, N = B*T frames, D channels, h/w feature-map size, H hidden size.
+- :class:`TemporalAttention`: additive attention over the frames of a clip (a temporal pool's core).
+- :class:`AdditiveAttention` (Bahdanau) and :class:`GeneralAttention` (Luong "general"): the caption
+  decoder's attention over the frames, queried by its hidden state at every word.
+
+Letters: B batch, T frames, H hidden size, S decoder hidden size, A attention size.
 """
 from __future__ import annotations
 
@@ -8,24 +12,6 @@ import torch
 from torch import Tensor, nn
 
 State = tuple[Tensor, ...]
-
-
-class SpatialAttentionPool(nn.Module):
-    """Learned spatial attention pooling over a CNN feature map (the seed's SpatialAttentionCNN
-    head, for any backbone): weights a = sigmoid(conv(relu(conv(f)))), feature = sum(a f) / sum(a)."""
-
-    def __init__(self, channels: int, hidden: int | None = None):
-        super().__init__()
-        hidden = hidden or max(channels // 4, 1)
-        self.attention = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1), nn.Sigmoid()
-        )
-
-    def forward(self, fmap: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, D, h, w) -> features (N, D) and attention maps (N, h, w)."""
-        weights = self.attention(fmap)  # (N, 1, h, w)
-        feats = (fmap * weights).sum((2, 3)) / (weights.sum((2, 3)) + 1e-8)  # (N, D)
-        return feats, weights.squeeze(1)
 
 
 class TemporalAttention(nn.Module):
@@ -46,7 +32,8 @@ class TemporalAttention(nn.Module):
     def init_state(self, batch: int, hidden: int, device=None, dtype=None) -> State:
         dtype = dtype or torch.get_default_dtype()
         low = torch.full((batch, 1), torch.finfo(dtype).min, device=device, dtype=dtype)
-        return low, torch.zeros(batch, 1, device=device, dtype=dtype), torch.zeros(batch, hidden, device=device, dtype=dtype)
+        norm = torch.zeros(batch, 1, device=device, dtype=dtype)
+        return low, norm, torch.zeros(batch, hidden, device=device, dtype=dtype)
 
     def forward(
         self, seq: Tensor, mask: Tensor | None = None, state: State | None = None, need_state: bool = False
@@ -67,3 +54,37 @@ class TemporalAttention(nn.Module):
         run_norm = run_norm * keep + exp.sum(1, keepdim=True)  # (B, 1)
         run_sum = run_sum * keep + (exp.unsqueeze(-1) * seq).sum(1)  # (B, H)
         return run_sum / run_norm, weights, (new_max, run_norm, run_sum)
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau: score_t = v^T tanh(W_k m_t + W_q h)."""
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int):
+        super().__init__()
+        self.key = nn.Linear(memory_size, attention_size, bias=False)
+        self.query = nn.Linear(query_size, attention_size)
+        self.score = nn.Linear(attention_size, 1, bias=False)
+
+    def keys(self, memory: Tensor) -> Tensor:
+        return self.key(memory)  # (B, T, A)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (B, S), keys (B, T, A) -> scores (B, T)."""
+        return self.score(torch.tanh(keys + self.query(query).unsqueeze(1))).squeeze(-1)  # (B, T)
+
+
+class GeneralAttention(nn.Module):
+    """Luong "general": score_t = h^T W m_t."""
+
+    def __init__(self, query_size: int, memory_size: int):
+        super().__init__()
+        self.key = nn.Linear(memory_size, query_size, bias=False)
+
+    def keys(self, memory: Tensor) -> Tensor:
+        return self.key(memory)  # (B, T, S)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)  # (B, T)
+
+
+__all__ = ["TemporalAttention", "AdditiveAttention", "GeneralAttention"]

@@ -12,13 +12,12 @@ from collections import OrderedDict
 from typing import Callable, Iterable, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import weights as _weights
 from ._registry import Registry
 from ._seq import check_lengths, is_ragged, lengths_to_mask
-from .attention import SpatialAttentionPool
+from .pools import GlobalAvgPool, GridPool, SpatialAttentionPool
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,25 +35,6 @@ BACKBONES: Registry[Callable[..., CNNParts]] = Registry("backbone")
 
 def list_backbones() -> list[str]:
     return BACKBONES.names()
-
-
-class GlobalAvgPool(nn.Module):
-    """(N, D, h, w) -> (N, D); no attention map."""
-
-    def forward(self, fmap: Tensor) -> tuple[Tensor, None]:
-        return fmap.mean((2, 3)), None
-
-
-class GridPool(nn.Module):
-    """(N, D, h, w) -> (N, D * g * g): average over a g x g grid of cells, flattened. Unlike a
-    global average it keeps where things are, so frame-to-frame motion reaches the LSTM."""
-
-    def __init__(self, grid: int = 2):
-        super().__init__()
-        self.grid = grid
-
-    def forward(self, fmap: Tensor) -> tuple[Tensor, None]:
-        return F.adaptive_avg_pool2d(fmap, self.grid).flatten(1), None
 
 
 POOLS = ("avg", "attention", "grid")
@@ -137,7 +117,8 @@ class FrameEncoder(StagedEncoder):
         self.stages = nn.ModuleDict(parts.stages)
         self.num_features = parts.num_features * (4 if pool == "grid" else 1)
         self.last_stages = parts.last_stages
-        self.pool = {"avg": GlobalAvgPool, "grid": GridPool}[pool]() if pool != "attention" else SpatialAttentionPool(parts.num_features)
+        spatial = {"avg": GlobalAvgPool, "grid": GridPool}
+        self.pool = spatial[pool]() if pool != "attention" else SpatialAttentionPool(parts.num_features)
         self.data_config = {
             "mean": IMAGENET_MEAN,
             "std": IMAGENET_STD,
@@ -231,7 +212,8 @@ def efficientnet_b0(*, weights=None) -> CNNParts:
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
 
 @BACKBONES.register

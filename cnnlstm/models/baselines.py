@@ -26,7 +26,8 @@ from . import weights as _weights
 from ._registry import register_model
 from ._seq import check_lengths, lengths_to_mask, masked_mean
 from .backbones import StagedEncoder, create_encoder
-from .heads import ClassifierHead, FinalStatePool
+from .heads import ClassifierHead
+from .pools import FinalStatePool
 from .temporal import TemporalOutput
 from .video_model import ModelOutput, VideoModel
 
@@ -127,7 +128,8 @@ def temporal_transformer(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, 
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     temporal = TransformerTemporal(encoder.num_features, d_model, num_layers=num_layers, num_heads=num_heads,
                                    dropout=dropout, positions=positions, max_len=max_len, pooling=pooling)
-    return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(), head=ClassifierHead(d_model, num_classes))
+    return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(),
+                      head=ClassifierHead(d_model, num_classes))
 
 
 # --- 3D CNNs --------------------------------------------------------------------------------------
@@ -152,7 +154,8 @@ kinetics_weights_file = _weights.default_weights_file  # the 3D CNNs' defaults a
 def _load_3d_weights(net: nn.Module, weights: str | os.PathLike, arch: str) -> None:
     """Load ``weights`` ("kinetics" from the torch cache, downloaded on first use, or a local file) into ``net``."""
     if weights == "imagenet":
-        raise ValueError(f"{arch} is a 3D CNN; its pretrained weights are weights='kinetics' (Kinetics-400), not 'imagenet'")
+        raise ValueError(f"{arch} is a 3D CNN; its pretrained weights are weights='kinetics' (Kinetics-400), not "
+                         "'imagenet'")
     if weights == "kinetics":
         weights = _weights.cached_weights(arch, "Kinetics-400")
     _weights.load_into(net, weights, arch=arch, ignore_prefixes=("fc.",))
@@ -177,7 +180,8 @@ class Clip3DEncoder(StagedEncoder):
         self.num_features = num_features
         self.last_stages = last_stages
         self.pool = nn.AdaptiveAvgPool3d(1)
-        self.data_config = {"mean": KINETICS_MEAN, "std": KINETICS_STD, "input_size": input_size, "interpolation": "bilinear"}
+        self.data_config = {"mean": KINETICS_MEAN, "std": KINETICS_STD, "input_size": input_size,
+                            "interpolation": "bilinear"}
         self._frozen: set[str] = set()
 
     def to(self, *args, **kwargs):
@@ -237,16 +241,19 @@ class Clip3DModel(nn.Module):
     def forward_head(self, x: Tensor) -> Tensor:
         return self.head(x)  # (B, K)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None, *, state=None, return_state: bool = False) -> ModelOutput:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, *, state=None,
+                return_state: bool = False) -> ModelOutput:
         """x: clips (B, T, C, H, W); lengths (B,) counts real frames (padding repeats the last one)."""
         if x.dim() == 3:
-            raise ValueError(f"{self.encoder.name} is a 3D CNN and takes clips (B, T, C, H, W) only, not frame features "
+            raise ValueError(f"{self.encoder.name} is a 3D CNN and takes clips (B, T, C, H, W) only, not frame "
+                             "features "
                              f"(B, T, D) (got shape {tuple(x.shape)}): it convolves over time and space together, "
                              "so it has no per-frame features")
         if x.dim() != 5:
             raise ValueError(f"{self.encoder.name} expects clips (B, T, C, H, W); got shape {tuple(x.shape)}")
         if state is not None or return_state:
-            raise ValueError(f"{self.encoder.name} is a 3D CNN over the whole clip; it is not causal, so it has no streaming state")
+            raise ValueError(f"{self.encoder.name} is a 3D CNN over the whole clip; it is not causal, so it has no "
+                             "streaming state")
         lengths = check_lengths(lengths, x.shape[0], x.shape[1], x.device)
         return ModelOutput(self.forward_head(self.forward_features(x, lengths)))
 
@@ -294,5 +301,7 @@ def r2plus1d_18(*, num_classes: int, backbone: str | None = None, weights=None, 
 
 
 r3d_18.__doc__ = "3D ResNet-18 (R3D): 3D convolutions in every block -> average pool -> linear." + _3D_DOC
-mc3_18.__doc__ = "Mixed-convolution ResNet-18 (MC3): 3D convolutions early, 2D later -> average pool -> linear." + _3D_DOC
-r2plus1d_18.__doc__ = "R(2+1)D ResNet-18: each 3D convolution split into 2D spatial + 1D temporal -> average pool -> linear." + _3D_DOC
+mc3_18.__doc__ = ("Mixed-convolution ResNet-18 (MC3): 3D convolutions early, 2D later -> average pool -> linear."
+                  + _3D_DOC)
+r2plus1d_18.__doc__ = ("R(2+1)D ResNet-18: each 3D convolution split into 2D spatial + 1D temporal -> average pool "
+                       "-> linear." + _3D_DOC)

@@ -9,17 +9,17 @@ and mask (B, T) (True on real frames). The decoder is an ``LSTMCell`` fed [word 
 context]; at every step it attends over the memory with the previous hidden state as query
 (additive, Bahdanau, or multiplicative, Luong "general"), padding gets exactly zero weight, and
 [hidden, context] -> vocabulary logits. ``forward`` runs it with teacher forcing (or scheduled
-sampling); greedy and beam search live in :mod:`cnnlstm.generate` and use the same
+sampling); greedy and beam search live in :mod:`cnnlstm.tasks.caption.generate` and use its
 ``encode`` / ``init_decoder`` / ``decode_step`` API.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._registry import register_model
 from ._seq import check_lengths, lengths_to_mask, masked_mean
+from .attention import AdditiveAttention, GeneralAttention
 from .backbones import FrameEncoder, create_encoder
 from .temporal import LSTMEncoder
 from .video_model import ModelOutput
@@ -29,37 +29,6 @@ from .video_model import ModelOutput
 # or repeat it with ``index_select(0, ...)`` / ``repeat_interleave(k, 0)``.
 State = tuple[Tensor, Tensor, Tensor]
 ATTENTIONS = ("bahdanau", "luong")
-
-
-class AdditiveAttention(nn.Module):
-    """Bahdanau: score_t = v^T tanh(W_k m_t + W_q h)."""
-
-    def __init__(self, query_size: int, memory_size: int, attention_size: int):
-        super().__init__()
-        self.key = nn.Linear(memory_size, attention_size, bias=False)
-        self.query = nn.Linear(query_size, attention_size)
-        self.score = nn.Linear(attention_size, 1, bias=False)
-
-    def keys(self, memory: Tensor) -> Tensor:
-        return self.key(memory)  # (B, T, A)
-
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query (B, S), keys (B, T, A) -> scores (B, T)."""
-        return self.score(torch.tanh(keys + self.query(query).unsqueeze(1))).squeeze(-1)  # (B, T)
-
-
-class GeneralAttention(nn.Module):
-    """Luong "general": score_t = h^T W m_t."""
-
-    def __init__(self, query_size: int, memory_size: int):
-        super().__init__()
-        self.key = nn.Linear(memory_size, query_size, bias=False)
-
-    def keys(self, memory: Tensor) -> Tensor:
-        return self.key(memory)  # (B, T, S)
-
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)  # (B, T)
 
 
 class CaptionLSTM(nn.Module):
@@ -110,7 +79,8 @@ class CaptionLSTM(nn.Module):
     def reset_head(self, vocab_size: int) -> None:
         """New word embedding and output layer for a vocabulary of ``vocab_size`` tokens."""
         if vocab_size < 5:
-            raise ValueError(f"vocab_size (num_classes) must be >= 5: <pad> <bos> <eos> <unk> and a word; got {vocab_size}")
+            raise ValueError("vocab_size (num_classes) must be >= 5: <pad> <bos> <eos> <unk> and a word; got "
+                             f"{vocab_size}")
         ref = self.init_h.weight
         self.embedding = nn.Embedding(vocab_size, self.embed_dim, padding_idx=0).to(ref.device, ref.dtype)
         self.out = nn.Linear(self.hidden_size + self.memory_size, vocab_size).to(ref.device, ref.dtype)
@@ -120,7 +90,8 @@ class CaptionLSTM(nn.Module):
         """Clips (B, T, C, H, W) or features (B, T, D) -> memory (B, T, M), mask (B, T) bool."""
         if x.dim() not in (3, 5):
             raise ValueError(
-                f"expected clips (B, T, C, H, W) or frame features (B, T, D={self.num_features}); got shape {tuple(x.shape)}"
+                f"expected clips (B, T, C, H, W) or frame features (B, T, D={self.num_features}); "
+                f"got shape {tuple(x.shape)}"
             )
         B, T = x.shape[:2]
         lengths = check_lengths(lengths, B, T, x.device)
@@ -132,7 +103,10 @@ class CaptionLSTM(nn.Module):
             memory = self.temporal(x, lengths).sequence  # (B, T, M)
         else:
             memory = self.temporal(x)  # (B, T, M)
-        mask = lengths_to_mask(lengths, T) if lengths is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
+        if lengths is not None:
+            mask = lengths_to_mask(lengths, T)  # (B, T)
+        else:
+            mask = torch.ones(B, T, dtype=torch.bool, device=x.device)
         return memory, mask
 
     # --- the decoder ----------------------------------------------------------------------------
@@ -152,7 +126,8 @@ class CaptionLSTM(nn.Module):
         logits = self.out(self.dropout(torch.cat([h, context], dim=-1)))  # (B, V)
         return logits, weights, (h, c, keys)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None, *, captions: Tensor, teacher_forcing: float = 1.0) -> ModelOutput:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, *, captions: Tensor,
+                teacher_forcing: float = 1.0) -> ModelOutput:
         """x: clips (B, T, C, H, W) or features (B, T, D); lengths (B,); captions (B, L) the decoder
         inputs (``<bos>`` first, padded with 0). ``teacher_forcing`` < 1 is scheduled sampling:
         at each step each sample gets its own previous argmax with probability 1 - teacher_forcing.
@@ -167,7 +142,8 @@ class CaptionLSTM(nn.Module):
             raise ValueError(f"teacher_forcing must be in [0, 1]; got {teacher_forcing}")
         lo, hi = int(captions.min()), int(captions.max())
         if lo < 0 or hi >= self.num_classes:
-            raise ValueError(f"caption token ids must be in [0, {self.num_classes}) (the vocabulary); got min {lo}, max {hi}")
+            raise ValueError(f"caption token ids must be in [0, {self.num_classes}) (the vocabulary); got min {lo}, "
+                             f"max {hi}")
         memory, mask = self.encode(x, lengths)  # (B, T, M), (B, T)
         state = self.init_decoder(memory, mask)
         tokens = captions[:, 0]  # (B,)
@@ -185,15 +161,9 @@ class CaptionLSTM(nn.Module):
         return ModelOutput(torch.stack(all_logits, 1), torch.stack(all_weights, 1))  # (B, L, V), (B, L, T)
 
 
-def caption_loss(logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
-    """Mean cross-entropy over the real tokens: logits (B, L, V), targets (B, L) with -100 on padding."""
-    if logits.shape[:2] != targets.shape:
-        raise ValueError(f"logits (B, L, V) and targets (B, L) disagree: {tuple(logits.shape)} vs {tuple(targets.shape)}")
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, label_smoothing=label_smoothing)
-
-
 @register_model
-def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, pool: str = "avg", hidden_size: int = 256,
+def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, pool: str = "avg",
+                 hidden_size: int = 256,
                  embed_dim: int = 128, num_layers: int = 1, dropout: float = 0.1, encoder_lstm: bool = True,
                  attention: str = "bahdanau") -> CaptionLSTM:
     """CNN -> bidirectional LSTM over frames -> LSTM decoder with attention over frames; generates
@@ -204,4 +174,4 @@ def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, 
                        num_layers=num_layers, dropout=dropout, encoder_lstm=encoder_lstm, attention=attention)
 
 
-__all__ = ["CaptionLSTM", "AdditiveAttention", "GeneralAttention", "caption_lstm", "caption_loss"]
+__all__ = ["CaptionLSTM", "AdditiveAttention", "GeneralAttention", "caption_lstm"]

@@ -67,14 +67,16 @@ class AutoregressiveLabeller(nn.Module):
     def reset_head(self, num_classes: int) -> None:
         """New classifier and label embedding for ``num_classes`` classes (at least 1: labels are fed back)."""
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"an autoregressive labeller feeds its labels back, so num_classes must be >= 1; got {num_classes!r}")
+            raise ValueError("an autoregressive labeller feeds its labels back, so num_classes must be >= 1; got "
+                             f"{num_classes!r}")
         self.head.reset(num_classes)
         self.label_embedding = nn.Embedding(num_classes, self.start.numel())
         self.head.to(self.start.device)
         self.label_embedding.to(self.start.device)
 
     def init_state(self, batch_size: int, *, device=None, dtype=None):
-        raise ValueError("the autoregressive labeller is not causal-streamable (it has no step()); run it on whole clips")
+        raise ValueError("the autoregressive labeller is not causal-streamable (it has no step()); run it on whole "
+                         "clips")
 
     # --- stages -----------------------------------------------------------------------------
     def forward_features(self, clips: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -118,10 +120,12 @@ class AutoregressiveLabeller(nn.Module):
         """x: clips (B, T, C, H, W) or features (B, T, D); lengths (B,); targets (B, T), -100 on padding."""
         if x.dim() not in (3, 5):
             raise ValueError(
-                f"expected clips (B, T, C, H, W) or frame features (B, T, D={self.num_features}); got shape {tuple(x.shape)}"
+                f"expected clips (B, T, C, H, W) or frame features (B, T, D={self.num_features}); "
+                f"got shape {tuple(x.shape)}"
             )
         if state is not None or return_state:
-            raise ValueError("the autoregressive labeller is not causal-streamable (it has no streaming state); run whole clips")
+            raise ValueError("the autoregressive labeller is not causal-streamable (it has no streaming state); run "
+                             "whole clips")
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing is a probability in [0, 1]; got {teacher_forcing}")
         B, T = x.shape[:2]
@@ -135,10 +139,12 @@ class AutoregressiveLabeller(nn.Module):
         if targets is not None:
             targets = torch.as_tensor(targets, device=x.device)
             if targets.shape != (B, T) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
-                raise ValueError(f"targets must be integer labels (B, T) = ({B}, {T}); got {targets.dtype} {tuple(targets.shape)}")
+                raise ValueError(f"targets must be integer labels (B, T) = ({B}, {T}); got {targets.dtype} "
+                                 f"{tuple(targets.shape)}")
             targets = targets.long()
             if targets.numel() and int(targets.max()) >= self.num_classes:
-                raise ValueError(f"targets must be < K={self.num_classes} (negative = unlabelled); got max {int(targets.max())}")
+                raise ValueError(f"targets must be < K={self.num_classes} (negative = unlabelled); got max "
+                                 f"{int(targets.max())}")
         if targets is not None and teacher_forcing == 1.0:
             logits = self._decode_teacher_forced(enc, targets)  # (B, T, K)
         else:

@@ -50,7 +50,8 @@ def _zeros_state(lstm: nn.LSTM, batch: int, device, dtype) -> State:
 class LSTMEncoder(nn.Module):
     """A stacked LSTM, unidirectional (causal, streamable) or bidirectional."""
 
-    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False):
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, dropout: float = 0.0,
+                 bidirectional: bool = False):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1; got {num_layers}")
@@ -59,7 +60,8 @@ class LSTMEncoder(nn.Module):
         self.hidden_size = hidden_size
         self.out_features = hidden_size * (2 if bidirectional else 1)
         if not bidirectional:
-            self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+            self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                                dropout=dropout if num_layers > 1 else 0.0)
             return
         # one forward and one backward LSTM per layer, so each direction can start at the clip's
         # own last real frame; the same parameters as nn.LSTM(bidirectional=True)
@@ -77,7 +79,8 @@ class LSTMEncoder(nn.Module):
             raise ValueError("a bidirectional LSTM has no streaming state: it needs the future")
         return _zeros_state(self.lstm, batch, device, dtype or torch.get_default_dtype())
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, need_state: bool = False) -> TemporalOutput:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None,
+                need_state: bool = False) -> TemporalOutput:
         if self.causal:
             seq, state = run_lstm(self.lstm, x, lengths, state, need_state)  # (B, T, H)
             return TemporalOutput(seq, gather_last(seq, lengths), state)
@@ -112,10 +115,11 @@ class ResidualLSTMStack(nn.Module):
         dtype = dtype or torch.get_default_dtype()
         return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, need_state: bool = False) -> TemporalOutput:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None,
+                need_state: bool = False) -> TemporalOutput:
         x = self.input_proj(x)  # (B, T, H)
         hs, cs = [], []
-        for i, (lstm, norm) in enumerate(zip(self.lstm_layers, self.layer_norms)):
+        for i, (lstm, norm) in enumerate(zip(self.lstm_layers, self.layer_norms, strict=True)):
             layer_state = None if state is None else (state[0][i : i + 1], state[1][i : i + 1])
             out, new = run_lstm(lstm, x, lengths, layer_state, need_state)  # (B, T, H)
             x = norm(self.dropout(out) + x)  # (B, T, H)
@@ -143,12 +147,14 @@ class SelfAttentionLSTM(nn.Module):
         self.self_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
         self.layer_norm = nn.LayerNorm(hidden_size)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, need_state: bool = False) -> TemporalOutput:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None,
+                need_state: bool = False) -> TemporalOutput:
         if state is not None or need_state:
             raise ValueError("self-attention over the whole clip cannot be streamed; use a causal model")
         lstm_out, _ = self.lstm(x)  # (B, T, H)
         pad = None if lengths is None else ~lengths_to_mask(lengths, x.shape[1])  # (B, T) True on padding
-        attn_out, _ = self.self_attn(lstm_out, lstm_out, lstm_out, key_padding_mask=pad, need_weights=False)  # (B, T, H)
+        attn_out, _ = self.self_attn(lstm_out, lstm_out, lstm_out, key_padding_mask=pad,
+                                     need_weights=False)  # (B, T, H)
         out = self.layer_norm(lstm_out + attn_out)  # (B, T, H)
         return TemporalOutput(out, gather_last(out, lengths), None)
 
@@ -165,5 +171,6 @@ class Identity(nn.Module):
     def init_state(self, batch: int, device=None, dtype=None) -> State:
         return ()
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None, need_state: bool = False) -> TemporalOutput:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None,
+                need_state: bool = False) -> TemporalOutput:
         return TemporalOutput(x, gather_last(x, lengths), () if need_state else None)

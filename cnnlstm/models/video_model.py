@@ -67,7 +67,8 @@ class VideoModel(nn.Module):
         """Clips (B, T, C, H, W) -> frame features (B, T, D), spatial maps (B, T, h, w) or None."""
         return self.encoder(clips, lengths)
 
-    def forward_temporal(self, feats: Tensor, lengths: Tensor | None = None, state: State | None = None, need_state: bool = False):
+    def forward_temporal(self, feats: Tensor, lengths: Tensor | None = None, state: State | None = None,
+                         need_state: bool = False):
         """Features (B, T, D) -> summary (B, H') or per-frame (B, T, H'), attention, state."""
         temporal_state, pool_state = state if state is not None else (None, None)
         out = self.temporal(feats, lengths, temporal_state, need_state)
@@ -81,11 +82,13 @@ class VideoModel(nn.Module):
         """(B, H') -> (B, K) or (B, T, H') -> (B, T, K)."""
         return self.head(x)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None, *, state: State | None = None, return_state: bool = False) -> ModelOutput:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, *, state: State | None = None,
+                return_state: bool = False) -> ModelOutput:
         """x: clips (B, T, C, H, W) or features (B, T, D); lengths (B,) counts real frames."""
         if x.dim() not in (3, 5):
             raise ValueError(
-                f"expected clips (B, T, C, H, W) or frame features (B, T, D={self.num_features}); got shape {tuple(x.shape)}"
+                f"expected clips (B, T, C, H, W) or frame features (B, T, D={self.num_features}); "
+                f"got shape {tuple(x.shape)}"
             )
         need_state = return_state or state is not None
         if need_state and not self.streamable:

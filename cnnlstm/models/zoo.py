@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ._registry import register_model
 from .backbones import create_encoder
-from .heads import AttentionPool, ClassifierHead, FinalStatePool, MeanPool
+from .heads import ClassifierHead
+from .pools import AttentionPool, FinalStatePool, MeanPool
 from .temporal import Identity, LSTMEncoder, ResidualLSTMStack, SelfAttentionLSTM
 from .video_model import VideoModel
 
@@ -17,33 +18,39 @@ DEFAULT_BACKBONE = "resnet18"
 
 @register_model
 def cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
-             hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.5, bidirectional: bool = False) -> VideoModel:
+             hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.5,
+             bidirectional: bool = False) -> VideoModel:
     """CNN -> stacked LSTM -> final hidden state -> dropout + linear (seed: CNNLSTM)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
-    temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional)
+    temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout,
+                           bidirectional=bidirectional)
     head = ClassifierHead(temporal.out_features, num_classes, dropout=dropout)
     return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(), head=head)
 
 
 @register_model
 def bi_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
-                hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.3, head_dropout: float = 0.5) -> VideoModel:
+                hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.3,
+                head_dropout: float = 0.5) -> VideoModel:
     """CNN -> 2-layer bidirectional LSTM -> both final states -> MLP head (seed: BiCNNLSTM)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
-    temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=True)
+    temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout,
+                           bidirectional=True)
     head = ClassifierHead(temporal.out_features, num_classes, dropout=head_dropout, hidden=hidden_size)
     return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(), head=head)
 
 
 @register_model
 def cnn_lstm_attention(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
-                       hidden_size: int = 512, num_layers: int = 2, attention_size: int = 128, bidirectional: bool = True) -> VideoModel:
+                       hidden_size: int = 512, num_layers: int = 2, attention_size: int = 128,
+                       bidirectional: bool = True) -> VideoModel:
     """CNN -> bidirectional LSTM -> temporal attention -> linear; returns the attention weights
     (seed: CNNLSTMAttention). ``bidirectional=False`` makes it causal and streamable."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, bidirectional=bidirectional)
     head = ClassifierHead(temporal.out_features, num_classes)
-    return VideoModel(encoder=encoder, temporal=temporal, pool=AttentionPool(temporal.out_features, attention_size), head=head)
+    return VideoModel(encoder=encoder, temporal=temporal, pool=AttentionPool(temporal.out_features, attention_size),
+                      head=head)
 
 
 @register_model
@@ -53,7 +60,8 @@ def self_attention_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, w
     (seed: SelfAttentionLSTM plus a classification head)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     temporal = SelfAttentionLSTM(encoder.num_features, hidden_size, num_heads=num_heads, dropout=dropout)
-    return VideoModel(encoder=encoder, temporal=temporal, pool=MeanPool(), head=ClassifierHead(hidden_size, num_classes))
+    return VideoModel(encoder=encoder, temporal=temporal, pool=MeanPool(),
+                      head=ClassifierHead(hidden_size, num_classes))
 
 
 @register_model
@@ -63,17 +71,21 @@ def deep_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights
     (seed: DeepCNNLSTM)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     temporal = ResidualLSTMStack(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout)
-    return VideoModel(encoder=encoder, temporal=temporal, pool=MeanPool(), head=ClassifierHead(hidden_size, num_classes))
+    return VideoModel(encoder=encoder, temporal=temporal, pool=MeanPool(),
+                      head=ClassifierHead(hidden_size, num_classes))
 
 
 @register_model
 def seq2seq_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
-                     hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.3, bidirectional: bool = False) -> VideoModel:
+                     hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.3,
+                     bidirectional: bool = False) -> VideoModel:
     """CNN -> LSTM -> a label for every frame: logits (B, T, K) (seed: Seq2SeqCNNLSTM).
     ``bidirectional=True`` is for offline use (not streamable)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
-    temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional)
-    return VideoModel(encoder=encoder, temporal=temporal, pool=None, head=ClassifierHead(temporal.out_features, num_classes))
+    temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout,
+                           bidirectional=bidirectional)
+    return VideoModel(encoder=encoder, temporal=temporal, pool=None,
+                      head=ClassifierHead(temporal.out_features, num_classes))
 
 
 @register_model
@@ -86,7 +98,8 @@ def spatial_attention_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACK
 
 
 @register_model
-def mean_pool(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg", dropout: float = 0.0) -> VideoModel:
+def mean_pool(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+              dropout: float = 0.0) -> VideoModel:
     """Order-blind baseline (TSN-style): mean of frame features -> linear. Blind to frame order."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     head = ClassifierHead(encoder.num_features, num_classes, dropout=dropout)

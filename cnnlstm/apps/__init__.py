@@ -1,0 +1,1 @@
+"""Programs built on the library: the end-to-end demo, the model comparison, the HTML report."""

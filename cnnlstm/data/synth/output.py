@@ -1,0 +1,122 @@
+"""The output folder of a synthetic dataset: codec settings, per-video random streams, the CSV
+files, README.txt and dataset.json, and replacing an earlier output safely.
+
+Every generator writes ``OUT/videos/...``, ``OUT/train.csv`` and ``OUT/test.csv`` (its own
+columns), ``OUT/dataset.json`` (first with ``complete: false``: the folder is ours; completed at
+the end) and ``OUT/README.txt``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from ..._optional import require
+
+if TYPE_CHECKING:
+    from . import SynthConfig
+
+SPLITS = {"train": 0, "test": 1}  # part of each video's seed
+GENERATOR = "cnnlstm.data.synth"  # dataset.json "generator": marks a folder synthesize() may replace
+_VIDEO_NAME = re.compile(r"^(train|test)_\d{4}\.[a-z0-9]+$")
+_OUTPUTS = ("videos", "train.csv", "test.csv", "classes.txt", "dataset.json", "README.txt")
+
+# encoder options: small, fast, single-threaded (deterministic) and good quality at 64 px
+CODEC_OPTIONS = {
+    "libx264": {"crf": "18", "preset": "veryfast", "threads": "1"},
+    "mpeg4": {"qscale": "3", "threads": "1"},
+    "ffv1": {"threads": "1"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0", "threads": "1"},
+}
+
+
+def video_rng(config, split: str, index: int, *stream: int) -> np.random.Generator:
+    """The random stream of video ``index`` of ``split`` (``stream`` keeps each task's draws apart)."""
+    return np.random.default_rng([config.seed, SPLITS[split], index, *stream])
+
+
+def clear_previous(out: Path) -> None:
+    """Remove an earlier synthesize() output in ``out``; refuse to write over anything else."""
+    marker = out / "dataset.json"
+    if marker.exists():
+        try:
+            ours = json.loads(marker.read_text()).get("generator") == GENERATOR
+        except (ValueError, OSError, AttributeError):
+            ours = False
+    else:
+        ours = False
+    if not ours:
+        clash = [name for name in _OUTPUTS if (out / name).exists()]
+        if clash:
+            raise FileExistsError(
+                f"{out} already holds {', '.join(clash)} not written by synthesize(); "
+                "choose an empty or new output folder"
+            )
+        return
+    videos = out / "videos"
+    if videos.is_dir():
+        for class_dir in videos.iterdir():
+            if class_dir.is_file() and _VIDEO_NAME.match(class_dir.name):  # a segment/caption dataset's flat layout
+                class_dir.unlink()
+            if not class_dir.is_dir():
+                continue
+            for file in class_dir.iterdir():
+                if file.is_file() and _VIDEO_NAME.match(file.name):
+                    file.unlink()
+            if not any(class_dir.iterdir()):
+                class_dir.rmdir()
+    for name in _OUTPUTS[1:]:
+        (out / name).unlink(missing_ok=True)
+
+
+def prepare_output(out_dir: str | os.PathLike, config: SynthConfig) -> Path:
+    """Check the codecs, create ``out_dir`` and remove an earlier synthesize() output of any task
+    (a folder holding other files is refused); returns the absolute folder."""
+    av = require("av", purpose="writing the synthetic videos")
+    missing = sorted({codec for _, codec in config.formats} - set(av.codecs_available))
+    if missing:
+        raise ValueError(f"this PyAV/FFmpeg build cannot encode {missing}; change SynthConfig.formats")
+    out = Path(out_dir).expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    clear_previous(out)
+    return out
+
+
+def finish_output(out: Path, plan: list[dict], meta: dict, readme, start: float, *, meta_extra: dict | None = None,
+                  **fields) -> dict:
+    """Write README.txt and the completed dataset.json of a synthesize() output; returns the summary:
+    ``train``, ``test`` (video counts), ``out``, ``train_csv``, ``test_csv``, ``seconds`` and ``fields``.
+    ``readme(summary)`` makes the README text; ``plan`` (one dict per video, with ``split``) goes
+    into dataset.json with ``meta_extra``."""
+    counts = {name: sum(row["split"] == name for row in plan) for name in SPLITS}
+    summary = dict(train=counts["train"], test=counts["test"], out=str(out), train_csv=str(out / "train.csv"),
+                   test_csv=str(out / "test.csv"), seconds=round(time.perf_counter() - start, 3), **fields)
+    (out / "README.txt").write_text(readme(summary))
+    meta.update(complete=True, train=summary["train"], test=summary["test"], **(meta_extra or {}), videos=plan)
+    (out / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return summary
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """A CSV file with ``header`` and ``rows``."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def progress_bar(items: list, progress: bool):
+    """``items``, wrapped in a tqdm bar when ``progress``."""
+    if not progress:
+        return items
+    return require("tqdm", purpose="synthesize(progress=True)").tqdm(items, desc="synthesizing", unit="video")
+
+
+__all__ = ["SPLITS", "GENERATOR", "CODEC_OPTIONS", "video_rng", "prepare_output", "finish_output", "write_csv",
+           "progress_bar"]

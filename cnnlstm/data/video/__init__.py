@@ -1,0 +1,2 @@
+"""Video files: typed errors, limits, probing, decoding by frame index (PyAV or TorchCodec), live
+sources, isolated workers for untrusted files, writing test and synthetic videos."""

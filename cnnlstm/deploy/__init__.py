@@ -1,0 +1,2 @@
+"""Using a trained run outside Python training code: causal streaming, ONNX export (and a numpy +
+onnxruntime streamer for the exported files), and an HTTP service with a web page."""

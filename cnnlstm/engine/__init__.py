@@ -1,0 +1,2 @@
+"""The training engine: the loop over batches, optimisation schedule, checkpoints, the run log,
+multi-process training under torchrun, and the one atomic file write."""

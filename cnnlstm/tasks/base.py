@@ -1,0 +1,114 @@
+"""What a task is: the :class:`Task` protocol every task implements, and the helpers tasks share.
+
+A task decides what a run learns and everything that follows from it: which annotation files it
+reads and what targets they give, which models fit, the loss, the validation metrics and the score
+that picks the best epoch, the evaluation report, the prediction row of one video, the plots, the
+command line's text and the synthetic dataset. The engine, :func:`cnnlstm.inference.evaluate` and
+``predict``, the CLI, the demo, ``synth``, ``export``, ``stream`` and ``serve`` ask the run's task
+and never compare task names. Tasks do not inherit from each other; what they share lives here as
+plain functions.
+
+Letters: B batch, T frames, K classes, L caption tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+import torch
+
+from ..data.annotations.formats import VideoList
+
+if TYPE_CHECKING:
+    from ..data.synth import SynthConfig
+    from ..run import LoadedRun
+
+
+@dataclass
+class TaskData:
+    """A task's training data: the videos, the label names and how a sampled clip gets its target."""
+
+    train: VideoList
+    val: VideoList | None
+    labels: list[str]  # what labels.json holds: class names (background first for segment) or caption tokens
+    train_targets: Callable | None = None  # (item, frame_indices, fps, generator) -> target, see VideoDataset
+    val_targets: Callable | None = None
+    dataset_classes: list[str] | None = None  # clip labels come from the videos' own labels (VideoItem.label)
+    state: Any = None  # what else the task keeps for validation and saving (captions: vocabulary, references)
+
+
+@runtime_checkable
+class Task(Protocol):
+    """The protocol of a task (see the module docstring); implementations are registered in
+    :mod:`cnnlstm.tasks`. Methods get the run's :class:`~cnnlstm.config.TrainConfig` as ``cfg``."""
+
+    name: str  # the registry key and the value of --task
+    default_model: str  # the registered model this task reaches for first
+    score_name: str  # the validation key (higher is better) that picks model.safetensors
+    output_kind: str  # what `cnnlstm models` calls the output of a model for this task
+    model_does: str  # what a model of this task does, for error messages ("labels every frame")
+    labels_are_classes: bool  # labels.json names classes (False: a caption vocabulary)
+    export_refusal: str | None  # why `cnnlstm export` cannot export this task's runs (None: it can)
+
+    # --- models ---------------------------------------------------------------------------------
+    def fits(self, model: torch.nn.Module) -> bool:
+        """True when ``model`` produces this task's output."""
+
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Raise ValueError, naming a model that fits, when ``model`` does not."""
+
+    # --- training -------------------------------------------------------------------------------
+    def load(self, cfg, say: Callable[[str], None]) -> TaskData:
+        """Read ``cfg.data`` (and ``cfg.val``) and make the targets."""
+
+    def save(self, run: Path, data: TaskData) -> None:
+        """Write what a run directory needs beyond config.yaml and labels.json."""
+
+    def load_state(self, run: Path) -> Any:
+        """Read back what :meth:`save` wrote (None when nothing)."""
+
+    def loss(self, model: torch.nn.Module, batch, device: torch.device, cfg, progress: float) -> torch.Tensor:
+        """The loss of one batch; ``progress`` in [0, 1] is how far training is (scheduled sampling)."""
+
+    def validate(self, model, loader, device, autocast, data: TaskData, cfg, info) -> tuple[dict, float, Any]:
+        """Validation metrics (keys ``val_*``), the selection score, and what :meth:`final_plot` needs."""
+
+    def final_plot(self, last: Any, labels: list[str], run: Path) -> None:
+        """Plots of the last validation, under ``run/plots``."""
+
+    # --- evaluate and predict -------------------------------------------------------------------
+    def evaluate(self, loaded: LoadedRun, data, *, root, views: int, batch_size: int, workers: int,
+                 plot: bool) -> dict:
+        """The evaluation report of a trained run on an annotation file (JSON-ready)."""
+
+    def predict_row(self, loaded: LoadedRun, clip: torch.Tensor, times: torch.Tensor, facts: dict, *,
+                    topk: int) -> dict:
+        """The task's part of one video's prediction: ``clip`` (1, T, C, S, S), ``times`` (T,) seconds."""
+
+    def plot_prediction(self, loaded: LoadedRun, frames: torch.Tensor, row: dict, path: Path) -> str:
+        """A PNG of one prediction over its frames uint8 (T, C, H, W); returns the path."""
+
+    def format_evaluation(self, report: dict) -> list[str]:
+        """The lines ``cnnlstm evaluate`` prints for ``report``."""
+
+    def format_prediction(self, row: dict) -> list[str]:
+        """The lines ``cnnlstm predict`` prints for one video (its path first)."""
+
+    # --- synthetic data -------------------------------------------------------------------------
+    def synthesize(self, out_dir, config: SynthConfig, *, progress: bool = False) -> dict:
+        """Write this task's synthetic dataset as real video files; returns a summary."""
+
+    def describe_synth(self, summary: dict) -> tuple[str, str]:
+        """What ``cnnlstm synth`` says it wrote: what the videos hold, and the files."""
+
+
+def teacher_forcing_ratio(cfg, progress: float) -> float:
+    """Scheduled sampling: ``teacher_forcing`` at the start of training, linearly to
+    ``teacher_forcing_end`` (when set) at the end; ``progress`` in [0, 1]."""
+    if cfg.teacher_forcing_end is None:
+        return cfg.teacher_forcing
+    return cfg.teacher_forcing + (cfg.teacher_forcing_end - cfg.teacher_forcing) * min(max(progress, 0.0), 1.0)
+
+
+__all__ = ["Task", "TaskData", "teacher_forcing_ratio"]

@@ -1,0 +1,173 @@
+"""Classification: one label per clip (action recognition). Targets (B,), logits (B, K).
+
+Validation top-1 picks the best epoch. Evaluation reports top-1/top-5, mean class accuracy, the
+confusion matrix and a per-class table, and can average the logits of several temporal views.
+
+Letters: B batch, N videos, V views, K classes.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..._optional import available
+from ...data.annotations.formats import check_group_leakage, load_spec
+from ...data.collate import IGNORE_INDEX
+from ...data.datasets import VideoDataset, make_loader
+from ...data.transforms import average_views, eval_transform
+from ...engine import distributed
+from ...engine.loop import run_model
+from ..base import TaskData
+from .metrics import classification_report, format_per_class, topk_accuracy
+
+
+def collect_logits(model, loader, device, autocast=nullcontext) -> tuple[Tensor, Tensor, list[int], list[dict]]:
+    """Run ``model`` over a loader: logits (N, K), targets (N,), dataset indices and skipped videos."""
+    def rows_of(batch, out) -> list[tuple]:
+        logits = out.logits.float().cpu()  # (B, K)
+        return [(logits[b], batch.labels[b], meta["index"]) for b, meta in enumerate(batch.meta)]
+
+    rows, skipped = run_model(model, loader, device, rows_of, autocast=autocast)
+    if not rows:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long), [], skipped
+    return torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), [r[2] for r in rows], skipped
+
+
+class ClassifyTask:
+    name = "classify"
+    default_model = "cnn_lstm"
+    score_name = "val_top1"
+    output_kind = "clip"
+    model_does = "labels each clip"
+    labels_are_classes = True
+    export_refusal = None
+
+    # --- models ---------------------------------------------------------------------------------
+    def fits(self, model) -> bool:
+        return not getattr(model, "per_frame", False) and not callable(getattr(model, "decode_step", None))
+
+    def check_model(self, model) -> None:
+        if self.fits(model):
+            return
+        from .. import task_of_model
+
+        other = task_of_model(model)
+        raise ValueError(f"this model {other.model_does}; train it with --task {other.name} (task {self.name} needs a "
+                         f"clip classifier such as {self.default_model})")
+
+    # --- training -------------------------------------------------------------------------------
+    def load(self, cfg, say) -> TaskData:
+        train = load_spec(cfg.data, root=cfg.root)
+        val = load_spec(cfg.val, root=cfg.root, classes=train.classes) if cfg.val else None
+        if val is not None:
+            for message in check_group_leakage(train, val):
+                say(f"warning: {message}")
+        return TaskData(train, val, list(train.classes), dataset_classes=list(train.classes))
+
+    def save(self, run: Path, data: TaskData) -> None:
+        """Nothing beyond labels.json."""
+
+    def load_state(self, run: Path) -> None:
+        return None
+
+    def loss(self, model, batch, device, cfg, progress: float) -> Tensor:
+        out = model(batch.clips.to(device, non_blocking=True), batch.lengths.to(device))
+        return F.cross_entropy(out.logits.float(), batch.labels.to(device))
+
+    def validate(self, model, loader, device, autocast, data: TaskData, cfg, info):
+        logits, targets, _, skipped = collect_logits(model, loader, device, autocast)
+        parts = [p for p in distributed.gather_objects(info, (logits, targets)) if len(p[1])]
+        if not parts:
+            return {}, float("-inf"), None
+        logits, targets = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        row = {"val_loss": F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX).item(),
+               "val_top1": topk_accuracy(logits, targets, ks=(1,))[1], "val_skipped": len(skipped)}
+        return row, row["val_top1"], (logits, targets)
+
+    def final_plot(self, last, labels: list[str], run: Path) -> None:
+        from ..metrics import confusion_matrix
+        from .viz import plot_confusion
+
+        logits, targets = last
+        plot_confusion(confusion_matrix(logits.argmax(1), targets, len(labels)), labels,
+                       run / "plots" / "confusion_val.png", title="last epoch: validation confusion")
+
+    # --- evaluate and predict -------------------------------------------------------------------
+    def evaluate(self, loaded, data, *, root, views: int, batch_size: int, workers: int, plot: bool) -> dict:
+        """``views`` > 1 averages the logits of that many temporal views (uniform sampling at
+        positions (v + 0.5) / views within each segment) over the videos that decode in every view."""
+        views_out = []  # per view: {dataset index: (logits (K,), target)}
+        skipped: list[dict] = []
+        for v in range(views):
+            dataset = VideoDataset(data, root=root, classes=loaded.classes, sampler=loaded.sampler((v + 0.5) / views),
+                                   transform=eval_transform(loaded.data_cfg), on_error="skip")
+            loader = make_loader(dataset, batch_size=batch_size, workers=workers)
+            logits, targets, indices, bad = collect_logits(loaded.model, loader, loaded.device)
+            views_out.append({i: (row, t) for i, row, t in zip(indices, logits, targets.tolist(), strict=True)})
+            skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
+        common = sorted(set.intersection(*(set(v) for v in views_out)))  # videos that decoded in every view
+        if common:
+            logits = torch.stack([torch.stack([v[i][0] for v in views_out]) for i in common])  # (N, V, K)
+        else:
+            logits = torch.empty(0, views, len(loaded.classes))
+        logits = average_views(logits) if views > 1 else logits[:, 0]  # (N, K)
+        targets = torch.tensor([views_out[0][i][1] for i in common], dtype=torch.long)
+        report = classification_report(logits, targets, loaded.classes, skipped=skipped)
+        report["views"] = views
+        if plot and len(targets) and available("matplotlib"):
+            from .viz import plot_confusion
+
+            name = Path(str(data)).stem or "eval"
+            report["confusion_plot"] = plot_confusion(report["confusion_matrix"], loaded.classes,
+                                                      loaded.run / "plots" / f"confusion_{name}.png")
+        return report
+
+    def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int) -> dict:
+        classes = loaded.classes
+        out = loaded.model(clip)
+        probs = out.logits.float().softmax(-1)[0].cpu()  # (K,)
+        top = probs.topk(min(topk, len(classes)))
+        row = {"label": classes[int(top.indices[0])], "score": float(top.values[0]),
+               "topk": [[classes[int(c)], float(p)] for p, c in zip(top.values, top.indices, strict=True)]}
+        if out.attention is not None:
+            row["attention"] = [round(float(a), 6) for a in out.attention[0]]
+        return row
+
+    def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:
+        from ...viz import plot_frame_strip
+
+        weights = torch.tensor(row["attention"]) if "attention" in row else None
+        title = f"{Path(row['path']).name}: {row['label']} ({row['score']:.0%})"
+        return plot_frame_strip(frames, path, weights=weights, title=title)
+
+    def format_evaluation(self, report: dict) -> list[str]:
+        lines = [f"{report['num_videos']} videos ({report['views']} view(s)): top-1 {report['top1']:.1%}  "
+                 f"top-{report.get('top5_k', 5)} {report['top5']:.1%}  "
+                 f"mean class accuracy {report['mean_class_accuracy']:.1%}",
+                 format_per_class(report["per_class"])]
+        if report["skipped"]:
+            lines.append(f"skipped {len(report['skipped'])} bad video(s):")
+            lines += [f"  {item['message']}" for item in report["skipped"]]
+        if report.get("confusion_plot"):
+            lines.append(f"confusion matrix: {report['confusion_plot']}")
+        return lines
+
+    def format_prediction(self, row: dict) -> list[str]:
+        top = ", ".join(f"{label} {score:.1%}" for label, score in row["topk"])
+        return [f"{row['path']}: {row['label']} ({row['score']:.1%})   top-{len(row['topk'])}: {top}"]
+
+    # --- synthetic data -------------------------------------------------------------------------
+    def synthesize(self, out_dir, config, *, progress: bool = False) -> dict:
+        from .synth import synthesize_classify
+
+        return synthesize_classify(out_dir, config, progress=progress)
+
+    def describe_synth(self, summary: dict) -> tuple[str, str]:
+        return f"of {len(summary.get('classes', []))} classes", "train.csv, test.csv (path,label), videos/<class>/"
+
+
+__all__ = ["ClassifyTask", "collect_logits"]

@@ -1,0 +1,196 @@
+"""Temporal action segmentation: a label for every sampled frame, from a segments file.
+
+Targets are class indices (B, T) padded with ``IGNORE_INDEX``, logits (B, T, K); class 0 is the
+background (frames in no segment). The best epoch is picked by the mean of frame accuracy, Edit
+and F1@{10,25,50}; predictions are cut into segments ``{label, start, end, score}`` in seconds.
+
+Letters: B batch, T frames, K classes.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..._optional import available
+from ...data.annotations.formats import check_group_leakage
+from ...data.datasets import VideoDataset, make_loader
+from ...data.transforms import eval_transform
+from ...engine import distributed
+from ...engine.checkpoint import unwrap
+from ...engine.loop import run_model
+from ..base import TaskData, teacher_forcing_ratio
+from .metrics import segmentation_report
+from .segments import SegmentTargets, labels_to_segments
+
+REPORTED = ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")  # validation row and demo table
+
+
+def segment_score(report: dict) -> float:
+    """One number to pick the best epoch: mean of frame accuracy, Edit and F1@{10,25,50}."""
+    return sum(report[k] for k in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50")) / 5
+
+
+def collect_frames(model, loader, device, autocast=nullcontext) -> tuple[list[dict], list[dict]]:
+    """Per-frame predictions over a loader: one dict per video (index, path, pred (T,), probs (T, K),
+    target (T,) or None, frame_indices (T,), fps) and the skipped videos."""
+    def rows_of(batch, out) -> list[dict]:
+        probs = out.logits.float().softmax(-1).cpu()  # (B, T, K)
+        rows = []
+        for b, meta in enumerate(batch.meta):
+            n = int(batch.lengths[b])
+            target = batch.labels[b, :n] if batch.labels is not None and batch.labels.dim() == 2 else None
+            rows.append({"index": meta["index"], "path": meta["path"], "pred": probs[b, :n].argmax(-1),
+                         "probs": probs[b, :n], "target": target, "frame_indices": meta["frame_indices"],
+                         "fps": meta.get("fps")})
+        return rows
+
+    return run_model(model, loader, device, rows_of, autocast=autocast)
+
+
+class SegmentTask:
+    name = "segment"
+    default_model = "seq2seq_cnn_lstm"
+    score_name = "val_score"
+    output_kind = "per-frame"
+    model_does = "labels every frame"
+    labels_are_classes = True
+    export_refusal = None
+
+    # --- models ---------------------------------------------------------------------------------
+    def fits(self, model) -> bool:
+        return bool(getattr(model, "per_frame", False)) and not callable(getattr(model, "decode_step", None))
+
+    def check_model(self, model) -> None:
+        if not self.fits(model):
+            raise ValueError(f"--task {self.name} needs a per-frame model: {self.default_model} (causal; "
+                             "--bidirectional for offline use is a model option) or seq2seq_ar_cnn_lstm "
+                             "(autoregressive label decoder)")
+
+    # --- training -------------------------------------------------------------------------------
+    def load(self, cfg, say) -> TaskData:
+        from ...data.annotations.segments import load_segments
+
+        train = load_segments(cfg.data, root=cfg.root, background=cfg.background)
+        val = load_segments(cfg.val, root=cfg.root, classes=train.classes, background=cfg.background) \
+            if cfg.val else None
+        if val is not None:
+            for message in check_group_leakage(train.videos, val.videos):
+                say(f"warning: {message}")
+        return TaskData(train.videos, val.videos if val else None, list(train.classes),
+                        SegmentTargets(train.segments, train.classes),
+                        SegmentTargets(val.segments, train.classes) if val else None)
+
+    def save(self, run: Path, data: TaskData) -> None:
+        """Nothing beyond labels.json."""
+
+    def load_state(self, run: Path) -> None:
+        return None
+
+    def loss(self, model, batch, device, cfg, progress: float) -> Tensor:
+        clips, lengths = batch.clips.to(device, non_blocking=True), batch.lengths.to(device)
+        if getattr(unwrap(model), "autoregressive", False):
+            out = model(clips, lengths, targets=batch.labels.to(device),
+                        teacher_forcing=teacher_forcing_ratio(cfg, progress))
+        else:
+            out = model(clips, lengths)
+        # padding is IGNORE_INDEX, the default ignore_index
+        return F.cross_entropy(out.logits.float().flatten(0, 1), batch.labels.to(device).flatten())
+
+    def validate(self, model, loader, device, autocast, data: TaskData, cfg, info):
+        rows, skipped = collect_frames(model, loader, device, autocast)
+        rows = [r for part in distributed.gather_objects(info, rows) for r in part]
+        if not rows:
+            return {}, float("-inf"), None
+        report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows],
+                                     [r["probs"] for r in rows], data.labels)
+        row = {f"val_{k}": report[k] for k in REPORTED}
+        row["val_score"] = segment_score(report)
+        row["val_skipped"] = len(skipped)
+        return row, row["val_score"], rows[:4]
+
+    def final_plot(self, last, labels: list[str], run: Path) -> None:
+        from .viz import plot_timeline
+
+        for i, r in enumerate(last):
+            plot_timeline({"ground truth": r["target"], "prediction": r["pred"]}, labels,
+                          run / "plots" / f"timeline_val_{i}.png", title=f"{Path(r['path']).name} (last epoch)")
+
+    # --- evaluate and predict -------------------------------------------------------------------
+    def evaluate(self, loaded, data, *, root, views: int, batch_size: int, workers: int, plot: bool) -> dict:
+        from ...data.annotations.segments import load_segments
+
+        if views != 1:
+            raise ValueError(f"views > 1 averages clip logits; it applies to classification runs, not {self.name}")
+        spec = load_segments(data, root=root, classes=loaded.classes, background=loaded.cfg.background)
+        dataset = VideoDataset(spec.videos, sampler=loaded.sampler(), transform=eval_transform(loaded.data_cfg),
+                               on_error="skip", targets=SegmentTargets(spec.segments, loaded.classes))
+        rows, skipped = collect_frames(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers),
+                                       loaded.device)
+        rows.sort(key=lambda r: r["index"])
+        report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows],
+                                     [r["probs"] for r in rows], loaded.classes)
+        report.update(task=self.name, skipped=skipped,
+                      videos=[{"path": r["path"], "frame_accuracy": float((r["pred"] == r["target"]).float().mean())}
+                              for r in rows])
+        if plot and rows and available("matplotlib"):
+            from .viz import plot_timeline
+
+            name = Path(str(data)).stem or "eval"
+            report["timeline_plots"] = [
+                plot_timeline({"ground truth": r["target"], "prediction": r["pred"]}, loaded.classes,
+                              loaded.run / "plots" / f"timeline_{name}_{i}.png", title=Path(r["path"]).name)
+                for i, r in enumerate(rows[:4])]
+        return report
+
+    def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int) -> dict:
+        """Per-frame probabilities -> frame labels, segments in seconds, the dominant action."""
+        classes, cfg = loaded.classes, loaded.cfg
+        probs = loaded.model(clip).logits.float()[0].softmax(-1).cpu()  # (T, K)
+        pred = probs.argmax(-1)  # (T,)
+        segments = labels_to_segments(pred, probs, times, smooth=cfg.smooth, min_length=cfg.min_segment, background=0)
+        if facts["duration"]:  # the last sampled frame's span can reach past the end
+            segments = [{**s, "end": min(s["end"], facts["duration"])} for s in segments]
+        counts = torch.bincount(pred, minlength=len(classes))
+        main = int(counts[1:].argmax()) + 1 if len(classes) > 1 and counts[1:].sum() > 0 else 0
+        return {"label": classes[main],
+                "score": float(probs[pred == main, main].mean()) if (pred == main).any() else 0.0,
+                "frame_labels": [classes[int(c)] for c in pred],
+                "frame_scores": [round(float(p), 6) for p in probs.max(-1).values],
+                "segments": [{**s, "label": classes[int(s["label"])]} for s in segments]}
+
+    def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:
+        from ...viz import plot_frame_strip
+
+        classes = loaded.classes
+        labels = torch.tensor([classes.index(c) for c in row["frame_labels"]])
+        scores = F.one_hot(labels, len(classes)).float() * torch.tensor(row["frame_scores"])[:, None]
+        return plot_frame_strip(frames, path, scores=scores, classes=classes,
+                                title=f"{Path(row['path']).name}: {row['label']}")
+
+    def format_evaluation(self, report: dict) -> list[str]:
+        lines = [f"{report['num_videos']} videos: frame accuracy {report['frame_accuracy']:.1%}  "
+                 f"edit {report['edit']:.1%}  F1@10/25/50 {report['f1@10']:.1%} / {report['f1@25']:.1%} / "
+                 f"{report['f1@50']:.1%}  mAP@0.5 {report['map@0.5']:.1%}"]
+        lines += [f"timeline: {path}" for path in report.get("timeline_plots", [])]
+        return lines + [f"skipped: {item['message']}" for item in report["skipped"]]
+
+    def format_prediction(self, row: dict) -> list[str]:
+        lines = [f"{row['path']}: {len(row['segments'])} segment(s), mostly {row['label']}"]
+        return lines + [f"  {seg['start']:8.2f}s - {seg['end']:8.2f}s  {seg['label']}  ({seg['score']:.1%})"
+                        for seg in row["segments"]]
+
+    # --- synthetic data -------------------------------------------------------------------------
+    def synthesize(self, out_dir, config, *, progress: bool = False) -> dict:
+        from .synth import synthesize_segment
+
+        return synthesize_segment(out_dir, config, progress=progress)
+
+    def describe_synth(self, summary: dict) -> tuple[str, str]:
+        return "with per-frame action segments", "train.csv, test.csv (video,start,end,label), videos/"
+
+
+__all__ = ["SegmentTask", "segment_score", "collect_frames", "REPORTED"]

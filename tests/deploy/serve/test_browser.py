@@ -1,0 +1,72 @@
+"""The web page of ``cnnlstm serve`` in a real headless Chromium (the system one, driven by Playwright).
+
+Loads the page from a real server, sets the file input to a test video, and waits for the label,
+the timeline cells and the top-k bars. Skips (loudly) where Chromium or Playwright is missing;
+CI (.ci/run) installs Debian's chromium so it runs there.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from test_serve import LABELS, ServerThread, make_run
+from video_factory import make_frames
+
+from cnnlstm.data.video.encode import write_video
+
+CHROMIUM = os.environ.get("CNNLSTM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("BROWSER TEST SKIPPED: the Python package 'playwright' is not installed (pip install playwright)")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"BROWSER TEST SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium, or set "
+                    "CNNLSTM_CHROMIUM)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from cnnlstm.deploy.serve.app import create_app
+
+    root = tmp_path_factory.mktemp("browser")
+    app = create_app(make_run(root, model="cnn_lstm_attention"), max_upload_mb=5, max_concurrent=1, device="cpu")
+    with ServerThread(app) as srv:
+        yield srv
+
+
+def test_page_shows_a_prediction(browser, server, tmp_path):
+    video = write_video(tmp_path / "clip.mp4", make_frames(24, 48, 64))
+    page = browser.new_page()
+    console_errors = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console_errors.append(str(e)))
+    page.goto(server.url)
+    page.wait_for_function("document.getElementById('model').textContent.includes('cnn_lstm_attention')")
+
+    page.set_input_files("#file", video)
+    page.wait_for_selector("#topk .bar", timeout=60_000)
+    label = page.text_content("#label")
+    assert any(label.startswith(name) for name in LABELS), label
+    assert page.locator("#timeline .cell").count() == 6  # one per sampled frame
+    assert page.locator("#topk .bar").count() == len(LABELS)
+    opacities = page.eval_on_selector_all("#timeline .cell", "cells => cells.map(c => Number(c.style.opacity))")
+    assert all(0 < o <= 1 for o in opacities) and max(opacities) == 1  # attention as intensity
+    assert page.is_hidden("#error")
+    assert "clip.mp4" in page.text_content("#status")
+    page.wait_for_function("document.getElementById('video').readyState >= 1")  # the local file plays in <video>
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+    page.set_input_files("#file", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a video"})
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert "unsupported_format" in page.text_content("#error")
+    assert not [e for e in console_errors if "415" not in e], console_errors  # only the refused upload logs
+    page.close()
