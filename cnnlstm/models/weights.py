@@ -187,8 +187,6 @@ def download_weights_file(
     ``timeout`` (default ``$CNNLSTM_DOWNLOAD_TIMEOUT`` or 30 s) bounds the connection and every wait
     for data. ``progress`` (default: when stderr is a terminal) shows a tqdm bar on stderr.
     """
-    from tqdm import tqdm
-
     dst = Path(dst)
     expected = sha256_prefix(dst.name)
     timeout = _timeout(timeout)
@@ -212,25 +210,10 @@ def download_weights_file(
         except OSError as exc:
             partial = None
             raise failed(f"cannot write to {dst.parent} ({exc}); set TORCH_HOME to a writable folder") from exc
-        sha = hashlib.sha256()
-        size, total = 0, None
         with out:
-            request = urllib.request.Request(url, headers={"User-Agent": "cnnlstm"})
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                with tqdm(total=total, disable=not show, unit="B", unit_scale=True, unit_divisor=1024,
-                          desc=dst.name, file=sys.stderr) as bar:
-                    while chunk := response.read(_CHUNK):
-                        out.write(chunk)
-                        sha.update(chunk)
-                        size += len(chunk)
-                        bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+            size, total, digest = _copy_url(url, out, timeout=timeout, show=show, desc=dst.name)
         if total is not None and size != total:
             raise failed(f"the connection closed after {size} of {total} bytes")
-        digest = sha.hexdigest()
         if not digest.startswith(expected):
             raise failed(
                 f"the file's sha256 is {digest}, but its name says it starts with {expected}: "
@@ -257,6 +240,28 @@ def download_weights_file(
     finally:
         if partial is not None:
             partial.unlink(missing_ok=True)
+
+
+def _copy_url(url: str, out, *, timeout: float, show: bool, desc: str) -> tuple[int, int | None, str]:
+    """Stream ``url`` into the open file ``out`` (flushed and fsynced): bytes read, the announced
+    length (or None) and the sha256 hex digest."""
+    from tqdm import tqdm
+
+    sha, size = hashlib.sha256(), 0
+    request = urllib.request.Request(url, headers={"User-Agent": "cnnlstm"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        with tqdm(total=total, disable=not show, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                  file=sys.stderr) as bar:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                sha.update(chunk)
+                size += len(chunk)
+                bar.update(len(chunk))
+    out.flush()
+    os.fsync(out.fileno())
+    return size, total, sha.hexdigest()
 
 
 # --- reading them --------------------------------------------------------------------------------
@@ -310,7 +315,8 @@ def load_into(
     own = {k: v for k, v in module.state_dict().items() if not k.startswith(ignore_prefixes)}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+                  for k, v in own.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or mismatched:
         raise ValueError(
             f"weights in {path} do not fit {arch}: {len(missing)} missing keys {missing[:3]}, "
