@@ -1,6 +1,11 @@
-"""Training configuration: dataclass defaults, then an optional flat YAML recipe, then
-``--key=value`` overrides. Unknown keys are errors; the resolved config is saved in the run
-directory and checked on ``--resume``.
+"""Training configuration: dataclass defaults, then the model family's recipe, then an optional
+flat YAML file (``--config``), then ``--key=value`` overrides. Unknown keys are errors; the
+resolved config is saved in the run directory and checked on ``--resume``.
+
+Keys whose default is ``None`` are filled by :func:`resolve_defaults` when training starts:
+``model`` from the task, ``schedule="auto"`` from the weights, and the optimisation keys from the
+model's recipe, ``cnnlstm/configs/<recipe>.yaml`` (each registered model names its recipe). A
+value set by the user (in Python, a YAML file or a flag) always wins over the recipe.
 """
 from __future__ import annotations
 
@@ -25,12 +30,12 @@ class TrainConfig:
     out: str = "runs/train"  # run directory
     task: str = "classify"  # a registered task (cnnlstm.tasks): classify | segment (per-frame labels) | caption
     # model
-    model: str = "cnn_lstm"
+    model: str | None = None  # None: the task's default model (classify: cnn_lstm, segment: seq2seq_cnn_lstm, ...)
     backbone: str = "resnet18"
     weights: str = "none"  # none | imagenet | /path/to/file
     pool: str = "avg"  # avg | attention (spatial attention pooling) | grid (2x2 cells: keeps position, for motion)
     hidden_size: int | None = None  # None: the model's default
-    dropout: float | None = None  # None: the model's default
+    dropout: float | None = None  # None: the model's recipe, else the model's default
     bidirectional: bool | None = None  # None: the model's default; True reads the whole clip (offline, cannot stream)
     num_layers: int | None = None  # LSTM layers (None: the model's default)
     # clips
@@ -41,17 +46,17 @@ class TrainConfig:
     short: str = "pad"  # short videos: pad | loop | keep
     temporal_jitter: bool = True  # train: a random frame within each uniform segment (off: the middle one)
     flip: bool = False  # horizontal flip augmentation (changes direction labels!)
-    min_crop_scale: float = 0.25  # random-resized crop keeps at least this fraction of the frame area (1: no crop)
+    min_crop_scale: float = 0.66  # train crop side >= this share of the shorter side (multi-scale crop; eval: 0.875)
     # optimisation
     epochs: int = 10
     batch_size: int = 8  # global batch (split across processes under torchrun)
-    lr: float = 1e-3
+    lr: float | None = None  # peak learning rate (None: the model's recipe)
     # backbone lr = lr * this (None: 0.1 with pretrained weights, 1 with random init)
     backbone_lr_scale: float | None = None
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.5
-    grad_clip: float = 1.0  # max gradient norm (0: off)
-    schedule: str = "gradual"  # gradual | frozen | full
+    weight_decay: float | None = None  # AdamW weight decay, not on biases and norms (None: the model's recipe)
+    warmup_epochs: float | None = None  # linear warmup, then cosine decay to 0 (None: the model's recipe)
+    grad_clip: float | None = None  # max gradient norm, 0: off (None: the model's recipe)
+    schedule: str = "auto"  # auto (gradual with pretrained weights, full with random init) | gradual | frozen | full
     phase_epochs: list[int] | None = None  # gradual: epochs per phase (default: thirds)
     phase_lrs: list[float] | None = None  # gradual: lr per phase (default: lr, lr/10, lr/100)
     early_stop: int = 0  # stop after this many epochs without a better val top-1 (0: off)
@@ -88,7 +93,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from .tasks import list_tasks  # the registry imports the task modules: only when a config is made
 
-        choices = {"task": tuple(list_tasks()), "schedule": ("gradual", "frozen", "full"),
+        choices = {"task": tuple(list_tasks()), "schedule": ("auto", "gradual", "frozen", "full"),
                    "pool": ("avg", "attention", "grid"),
                    "precision": ("auto", "fp32", "bf16", "fp16"), "on_error": ("skip", "raise"),
                    "sampler": ("uniform", "random_clip", "fps"), "short": ("pad", "loop", "keep")}
@@ -106,6 +111,12 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
 
+
+# what a recipe may set: the keys whose default is None ("not chosen by the user")
+RECIPE_KEYS = ("lr", "weight_decay", "warmup_epochs", "grad_clip", "dropout", "hidden_size", "num_layers")
+# the values of RECIPE_KEYS for models registered without a recipe (None: the model builder's default)
+GENERIC_RECIPE = {"lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "grad_clip": 5.0}
+RECIPES_DIR = Path(__file__).resolve().parent / "configs"
 
 # fields that define the model and the data it expects: resuming with a different value is an error
 ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout",
@@ -207,6 +218,41 @@ def diff_configs(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, A
     return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
+def recipe_path(name: str) -> Path | None:
+    """``cnnlstm/configs/<name>.yaml``, or None for the generic recipe."""
+    path = RECIPES_DIR / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def read_recipe(name: str) -> dict[str, Any]:
+    """The values of recipe ``name`` (typed), over :data:`GENERIC_RECIPE`."""
+    values: dict[str, Any] = dict(GENERIC_RECIPE)
+    path = recipe_path(name)
+    if path is not None:
+        data = read_yaml(path)
+        wrong = [k for k in data if k not in RECIPE_KEYS]
+        if wrong:
+            raise ValueError(f"{path}: a model recipe sets only {list(RECIPE_KEYS)}; got {wrong}")
+        values.update({k: coerce(k, v) for k, v in data.items()})
+    return values
+
+
+def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
+    """Fill what the user left to the project: the task's default model, ``schedule="auto"``
+    (gradual unfreezing only makes sense with pretrained weights; random init trains everything),
+    and every ``None`` of :data:`RECIPE_KEYS` from the model's recipe. Idempotent."""
+    from .models import model_recipe
+    from .tasks import get_task
+
+    model = cfg.model or get_task(cfg.task).default_model
+    recipe = read_recipe(model_recipe(model))
+    changes: dict[str, Any] = {"model": model}
+    changes.update({k: recipe[k] for k in RECIPE_KEYS if getattr(cfg, k) is None and k in recipe})
+    if cfg.schedule == "auto":
+        changes["schedule"] = "full" if cfg.weights == "none" else "gradual"
+    return dataclasses.replace(cfg, **changes)
+
+
 def config_overrides(args) -> dict[str, str]:
     """The config keys given on the command line (the options :func:`add_config_options` added)."""
     return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
@@ -227,5 +273,6 @@ def add_config_options(parser) -> None:
                                 help=f"(default: {default})")
 
 
-__all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "resolve_config", "coerce", "check_keys", "dump_yaml",
-           "load_saved_config", "diff_configs", "config_to_dict", "add_config_options", "config_overrides"]
+__all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "RECIPE_KEYS", "GENERIC_RECIPE", "resolve_config", "resolve_defaults",
+           "read_recipe", "recipe_path", "coerce", "check_keys", "dump_yaml", "load_saved_config", "diff_configs",
+           "config_to_dict", "add_config_options", "config_overrides"]

@@ -21,6 +21,7 @@ from torch import nn
 from ._optional import available
 from .config import (
     ARCHITECTURE_KEYS,
+    RECIPE_KEYS,
     TrainConfig,
     add_config_options,
     config_overrides,
@@ -28,15 +29,18 @@ from .config import (
     dump_yaml,
     load_saved_config,
     resolve_config,
+    resolve_defaults,
 )
 from .data.datasets import EpochBatchSampler, SkipLog, VideoDataset, make_loader
 from .data.transforms import eval_transform, train_transform
 from .engine import distributed
 from .engine.checkpoint import Checkpoints, capture_rng, restore_rng, save_weights
+from .engine.health import LearningHealth
 from .engine.io import atomic_write_json, atomic_write_text
 from .engine.loop import EpochStats, Optimization, StepCounter, StopFlag, train_one_epoch, validate
 from .engine.optim import Phase, apply_phase, build_optimizer, build_scheduler, pick_precision, plan_phases
 from .engine.runlog import RunLog
+from .models import model_recipe
 from .run import build_model, data_config, sampler_config
 from .tasks import get_task
 from .tasks.base import Task, TaskData
@@ -61,6 +65,7 @@ class Training:
     counter: StepCounter = field(default_factory=StepCounter)
     best: dict = field(default_factory=lambda: {"score": float("-inf"), "epoch": -1})
     skipped: SkipLog = field(default_factory=SkipLog)  # bad videos over the whole run
+    health: LearningHealth | None = None  # says once when the run is not learning
     last_val: Any = None  # what the task's final plot needs, from the last validation with videos
 
     @property
@@ -96,7 +101,11 @@ class PhaseRun:
 
 
 def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train per ``cfg``; returns a summary. ``on_step(step)`` is called after every optimizer step."""
+    """Train per ``cfg``; returns a summary. ``on_step(step)`` is called after every optimizer step.
+
+    What ``cfg`` leaves at ``None`` is filled first (:func:`~cnnlstm.config.resolve_defaults`): the
+    task's default model and the model family's recipe."""
+    cfg = resolve_defaults(cfg)
     info = distributed.setup(cfg.device)
     say = log if info.is_main else (lambda *_: None)
     if cfg.threads:
@@ -132,7 +141,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 stats = train_one_epoch(p.model, p.loader, t.task, p.opt, t.counter, epoch=epoch,
                                         batches=range(start_batch, p.per_epoch), cfg=cfg, device=info.device,
                                         autocast=t.autocast, after_step=_after_step(t, p, epoch, stop, on_step),
-                                        desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}]",
+                                        desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}]"
+                                        + (" NOT LEARNING" if t.health.warned else ""),
                                         progress=info.is_main and cfg.progress)
                 if stats.stopped:
                     return {"stopped": True, "step": t.counter.step}
@@ -181,7 +191,10 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
         model.encoder.to(memory_format=torch.channels_last)
     precision = pick_precision(cfg.precision, info.device)
     scaler = torch.amp.GradScaler(info.device.type, enabled=precision == "fp16")
-    t = Training(cfg, info, say, task, data, model, train_ds, val_ds, precision, scaler, Checkpoints(cfg.out))
+    t = Training(cfg, info, say, task, data, model, train_ds, val_ds, precision, scaler, Checkpoints(cfg.out),
+                 health=LearningHealth(cfg.warmup_epochs))
+    say(f"recipe {model_recipe(cfg.model)}: " + ", ".join(f"{k} {getattr(cfg, k)}" for k in RECIPE_KEYS
+                                                        if getattr(cfg, k) is not None) + f", schedule {cfg.schedule}")
     if info.is_main:
         t.run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(t.run / "config.yaml", dump_yaml(cfg))
@@ -286,6 +299,11 @@ def _end_epoch(t: Training, p: PhaseRun, epoch: int, stats: EpochStats) -> bool:
         f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     if stats.skips.items:
         t.say(stats.skips.summary())
+    t.health.labels.add(stats.labels.counts)
+    warning = t.health.check(epoch + 1, row["train_loss"], row.get("val_top1"))
+    if warning:
+        t.say(f"warning: {warning}")
+        t.runlog.event({"event": "health", "epoch": epoch + 1, "message": warning})
     score = row.get(task.score_name, -row["train_loss"])
     if score > t.best["score"]:
         t.best = {"score": score, "epoch": epoch + 1}

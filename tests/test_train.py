@@ -33,7 +33,7 @@ def config(data: Path, out: Path, **kw):
 
 
 def test_fit_writes_a_complete_run_directory_and_evaluate_predict_use_it(data, tmp_path, capsys):
-    cfg = config(data, tmp_path / "run", epochs=3, phase_epochs=[1, 1, 1], dropout=0.2)
+    cfg = config(data, tmp_path / "run", epochs=3, schedule="gradual", phase_epochs=[1, 1, 1], dropout=0.2)
     summary = fit(cfg, log=lambda *_: None)
     run = tmp_path / "run"
     cached = list(run.glob("cache/*/*/*.safetensors"))
@@ -91,7 +91,8 @@ def _run(values: dict, kill_at: int = 0, sig: int = 0) -> int:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_resume_after_a_kill_equals_an_uninterrupted_run_bit_for_bit(data, tmp_path, sig):
-    base = {**TINY, "data": str(data / "train.csv"), "epochs": 3, "phase_epochs": [1, 1, 1], "dropout": 0.3,
+    base = {**TINY, "data": str(data / "train.csv"), "epochs": 3, "schedule": "gradual", "phase_epochs": [1, 1, 1],
+            "dropout": 0.3,
             "cache": "off", "min_crop_scale": 0.5}
     assert _run({**base, "out": str(tmp_path / "whole")}) == 0
     killed = {**base, "out": str(tmp_path / "killed")}

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import SkipLog, good_batches, make_loader
 from . import distributed
+from .health import LabelCounts
 
 
 def run_model(model: nn.Module, loader, device: torch.device, rows_of: Callable[[Any, Any], list], *,
@@ -96,6 +97,7 @@ class StepCounter:
 class EpochStats:
     loss: RunningMean = field(default_factory=RunningMean)  # mean training loss over the clips seen
     skips: SkipLog = field(default_factory=SkipLog)  # bad videos dropped from the batches
+    labels: LabelCounts = field(default_factory=LabelCounts)  # the training targets seen (for the health check)
     nonfinite_steps: int = 0  # steps skipped for non-finite gradients
     started: float = field(default_factory=time.perf_counter)
     stopped: bool = False  # the epoch ended early because a stop was asked for
@@ -143,6 +145,7 @@ def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: 
         if batch_index >= batches.stop:
             break
         stats.skips.update(batch)
+        stats.labels.observe(batch.labels)
         if len(batch):
             progress_now = (epoch + batch_index / batches.stop) / cfg.epochs  # for scheduled sampling
             with autocast():

@@ -6,21 +6,30 @@ import fnmatch
 from typing import Callable, Generic, TypeVar
 
 F = TypeVar("F", bound=Callable)
+DEFAULT_RECIPE = "default"  # models registered without a recipe train with TrainConfig's generic values
 
 
 class Registry(Generic[F]):
-    """Name -> builder. Duplicate names raise; unknown names list the closest valid ones."""
+    """Name -> builder (and its training recipe). Duplicate names raise; unknown names list the
+    closest valid ones."""
 
     def __init__(self, kind: str):
         self.kind = kind
         self._builders: dict[str, F] = {}
+        self._recipes: dict[str, str] = {}
 
-    def register(self, fn: F, name: str | None = None) -> F:
+    def register(self, fn: F, name: str | None = None, recipe: str = DEFAULT_RECIPE) -> F:
         name = name or fn.__name__
         if name in self._builders:
             raise ValueError(f"{self.kind} '{name}' is already registered; pick another name")
         self._builders[name] = fn
+        self._recipes[name] = recipe
         return fn
+
+    def recipe(self, name: str) -> str:
+        """The name of the training recipe ``name`` trains with (``cnnlstm/configs/<recipe>.yaml``)."""
+        self.get(name)  # unknown names raise with suggestions
+        return self._recipes[name]
 
     def get(self, name: str) -> F:
         if name not in self._builders:
@@ -42,9 +51,21 @@ class Registry(Generic[F]):
 MODELS: Registry = Registry("model")
 
 
-def register_model(fn: F) -> F:
-    """Decorator: register a model builder under its function name."""
-    return MODELS.register(fn)
+def register_model(fn: F | None = None, *, recipe: str = DEFAULT_RECIPE):
+    """Decorator: register a model builder under its function name.
+
+    ``recipe`` names the training recipe of its family (``cnnlstm/configs/<recipe>.yaml``: lr,
+    warmup, weight decay, dropout, clipping) that ``cnnlstm train`` applies unless the user sets
+    those keys. Use bare (``@register_model``) or with a recipe (``@register_model(recipe="lstm")``).
+    """
+    if fn is None:
+        return lambda f: MODELS.register(f, recipe=recipe)
+    return MODELS.register(fn, recipe=recipe)
+
+
+def model_recipe(name: str) -> str:
+    """The recipe name of registered model ``name`` (``"default"`` when it was registered without one)."""
+    return MODELS.recipe(name)
 
 
 def list_models(pattern: str | None = None) -> list[str]:

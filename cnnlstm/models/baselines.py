@@ -116,7 +116,7 @@ class TransformerTemporal(nn.Module):
         return TemporalOutput(out, masked_mean(out, mask), None)  # (B, T, d), (B, d)
 
 
-@register_model
+@register_model(recipe="transformer")
 def temporal_transformer(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
                          d_model: int = 512, num_layers: int = 2, num_heads: int = 8, dropout: float = 0.1,
                          positions: str = "learned", pooling: str = "cls", max_len: int = 1024) -> VideoModel:
@@ -285,17 +285,17 @@ _3D_DOC = """
     """
 
 
-@register_model
+@register_model(recipe="cnn3d")
 def r3d_18(*, num_classes: int, backbone: str | None = None, weights=None, dropout: float = 0.0) -> Clip3DModel:
     return _create_3d("r3d_18", num_classes=num_classes, weights=weights, dropout=dropout)
 
 
-@register_model
+@register_model(recipe="cnn3d")
 def mc3_18(*, num_classes: int, backbone: str | None = None, weights=None, dropout: float = 0.0) -> Clip3DModel:
     return _create_3d("mc3_18", num_classes=num_classes, weights=weights, dropout=dropout)
 
 
-@register_model
+@register_model(recipe="cnn3d")
 def r2plus1d_18(*, num_classes: int, backbone: str | None = None, weights=None, dropout: float = 0.0) -> Clip3DModel:
     return _create_3d("r2plus1d_18", num_classes=num_classes, weights=weights, dropout=dropout)
 

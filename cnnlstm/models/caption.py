@@ -161,7 +161,7 @@ class CaptionLSTM(nn.Module):
         return ModelOutput(torch.stack(all_logits, 1), torch.stack(all_weights, 1))  # (B, L, V), (B, L, T)
 
 
-@register_model
+@register_model(recipe="caption")
 def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, pool: str = "avg",
                  hidden_size: int = 256,
                  embed_dim: int = 128, num_layers: int = 1, dropout: float = 0.1, encoder_lstm: bool = True,

@@ -152,7 +152,7 @@ class AutoregressiveLabeller(nn.Module):
         return ModelOutput(logits, None, spatial, None)
 
 
-@register_model
+@register_model(recipe="lstm")
 def seq2seq_ar_cnn_lstm(num_classes: int, *, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
                         hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0,
                         label_embed: int = 32) -> AutoregressiveLabeller:

@@ -16,7 +16,7 @@ from .video_model import VideoModel
 DEFAULT_BACKBONE = "resnet18"
 
 
-@register_model
+@register_model(recipe="lstm")
 def cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
              hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.5,
              bidirectional: bool = False) -> VideoModel:
@@ -28,7 +28,7 @@ def cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None
     return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(), head=head)
 
 
-@register_model
+@register_model(recipe="lstm")
 def bi_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
                 hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.3,
                 head_dropout: float = 0.5) -> VideoModel:
@@ -40,7 +40,7 @@ def bi_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=N
     return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(), head=head)
 
 
-@register_model
+@register_model(recipe="attention")
 def cnn_lstm_attention(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
                        hidden_size: int = 512, num_layers: int = 2, attention_size: int = 128,
                        bidirectional: bool = True) -> VideoModel:
@@ -53,7 +53,7 @@ def cnn_lstm_attention(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, we
                       head=head)
 
 
-@register_model
+@register_model(recipe="attention")
 def self_attention_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
                         hidden_size: int = 512, num_heads: int = 8, dropout: float = 0.0) -> VideoModel:
     """CNN -> LSTM -> self-attention + residual + LayerNorm -> masked mean -> linear
@@ -64,7 +64,7 @@ def self_attention_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, w
                       head=ClassifierHead(hidden_size, num_classes))
 
 
-@register_model
+@register_model(recipe="lstm")
 def deep_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
                   hidden_size: int = 512, num_layers: int = 4, dropout: float = 0.3) -> VideoModel:
     """CNN -> projection -> residual LSTM stack with LayerNorm -> masked temporal mean -> linear
@@ -75,7 +75,7 @@ def deep_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights
                       head=ClassifierHead(hidden_size, num_classes))
 
 
-@register_model
+@register_model(recipe="lstm")
 def seq2seq_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
                      hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.3,
                      bidirectional: bool = False) -> VideoModel:
@@ -88,7 +88,7 @@ def seq2seq_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weig
                       head=ClassifierHead(temporal.out_features, num_classes))
 
 
-@register_model
+@register_model(recipe="lstm")
 def spatial_attention_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None,
                                hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.5) -> VideoModel:
     """CNN with spatial attention pooling (seed: SpatialAttentionCNN, for any backbone) -> LSTM;
@@ -97,7 +97,7 @@ def spatial_attention_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACK
                     hidden_size=hidden_size, num_layers=num_layers, dropout=dropout)
 
 
-@register_model
+@register_model(recipe="lstm")
 def mean_pool(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
               dropout: float = 0.0) -> VideoModel:
     """Order-blind baseline (TSN-style): mean of frame features -> linear. Blind to frame order."""

@@ -157,3 +157,15 @@ def test_data_config_from_backbone():
 def test_bad_clip_layout_raises():
     with pytest.raises(ValueError, match=r"\(T, C=3, H, W\)"):
         eval_transform(CFG)(torch.zeros(4, 48, 64, 3, dtype=torch.uint8))
+
+
+def test_multiscale_crop_boxes_stay_in_the_frame_and_in_the_scale_range():
+    from cnnlstm.data.transforms import multiscale_crop_params
+
+    for seed in range(50):
+        top, left, h, w = multiscale_crop_params(60, 90, (0.66, 1.0), (3 / 4, 4 / 3), _gen(seed))
+        assert 0 <= top and top + h <= 60 and 0 <= left and left + w <= 90
+        side = (h * w) ** 0.5
+        assert 0.66 * 60 * 0.99 <= side <= 60 * 1.16  # about s * shorter side, s in [0.66, 1]
+    sides = {multiscale_crop_params(60, 90, (0.66, 1.0), (1.0, 1.0), _gen(s))[2] for s in range(50)}
+    assert min(sides) < 45 < max(sides), "the scale varies"
