@@ -1,12 +1,14 @@
 """``cnnlstm compare``: several models on the same data, loop, budget and metrics.
 
-Every model is trained with the same ``TrainConfig`` (only ``model`` differs), evaluated on the
-same validation set, then measured: parameters, GFLOPs per clip (counted with
-``torch.utils.flop_counter``, LSTMs included), training time per epoch, inference latency and
-peak memory per clip, how latency and memory scale with clip length, and the cost of one new
-frame when streaming (a recurrent step for causal models, re-running a window for the others).
-Latency and memory are measured in a fresh process per model (peak RSS on CPU, peak allocated
-memory on GPU).
+Every model is trained with the same ``TrainConfig`` (only ``model`` differs) and its own family's
+recipe for what the config leaves unset (lr, warmup, weight decay, dropout, clipping:
+``cnnlstm/configs/``), optionally at three learning rates (``--lr-sweep``: the recipe's lr x 1/3, 1,
+3; the best on the validation set is kept), evaluated on the same validation set, then measured:
+parameters, GFLOPs per clip (counted with ``torch.utils.flop_counter``, LSTMs included), training
+time per epoch, inference latency and peak memory per clip, how latency and memory scale with clip
+length, and the cost of one new frame when streaming (a recurrent step for causal models, re-running
+a window for the others). Latency and memory are measured in a fresh process per model (peak RSS on
+CPU, peak allocated memory on GPU).
 """
 from __future__ import annotations
 
@@ -27,15 +29,25 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..config import TrainConfig, add_config_options, config_overrides, resolve_config
+from ..config import (
+    RECIPE_KEYS,
+    TrainConfig,
+    add_config_options,
+    config_overrides,
+    load_saved_config,
+    read_recipe,
+    resolve_config,
+)
 from ..data.video.isolate import run_isolated
 from ..engine.runlog import read_metrics
 from ..inference import evaluate
+from ..models import model_recipe
 from ..run import load_run
 from ..train import fit
 
 COLUMNS = ("model", "top1", "params", "gflops_per_clip", "train_s_per_epoch", "latency_ms_per_clip", "peak_mem_mb",
-           "stream_ms_per_frame", "stream_mode")
+           "stream_ms_per_frame", "stream_mode", "recipe")
+LR_SWEEP = (1 / 3, 1.0, 3.0)  # --lr-sweep: these multiples of the recipe's (or the given) learning rate
 
 
 def _rnn_flops(input_shape, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
@@ -135,21 +147,53 @@ def measure_inference(run_dir: str, size: int, lengths: Sequence[int], repeats: 
     return out
 
 
-def _train_one(base: TrainConfig, name: str, out: Path, log) -> tuple[Path, float]:
-    run = out / "runs" / name
+def _train_one(base: TrainConfig, name: str, run: Path, log, lr: float | None = None) -> tuple[float, dict]:
+    """Train ``name`` into ``run`` (its recipe fills what ``base`` leaves unset); returns the mean
+    seconds per epoch and the validation report."""
     if run.exists():
         shutil.rmtree(run)  # a comparison always trains from scratch
-    cfg = dataclasses.replace(base, model=name, out=str(run))
-    summary = fit(cfg, log=lambda line: log(f"  [{name}] {line}") if "[" in line else None)
+    cfg = dataclasses.replace(base, model=name, out=str(run), **({"lr": lr} if lr is not None else {}))
+    summary = fit(cfg, log=lambda line: log(f"  [{name}] {line}") if "[" in line or "warning" in line else None)
     if summary.get("stopped"):  # SIGTERM / Ctrl-C stop the whole comparison, not just this model
         raise KeyboardInterrupt(f"stopped while training {name}")
     epochs = [r["epoch_s"] for r in read_metrics(run) if "epoch_s" in r]
-    return run, (sum(epochs) / len(epochs)) if epochs else float("nan")
+    report = evaluate(run, base.val, root=base.root, workers=base.workers, plot=False)
+    return (sum(epochs) / len(epochs)) if epochs else float("nan"), report
+
+
+def _train_best(base: TrainConfig, name: str, out: Path, log, lr_sweep: bool) -> tuple[Path, float, dict, list]:
+    """Train ``name`` once, or at each learning rate of the sweep keeping the best validation top-1;
+    returns its run directory, seconds per epoch, report and the sweep's (lr, top-1) pairs."""
+    if not lr_sweep:
+        run = out / "runs" / name
+        return (run, *_train_one(base, name, run, log), [])
+    center = base.lr if base.lr is not None else read_recipe(model_recipe(name))["lr"]
+    tried = []
+    for factor in LR_SWEEP:
+        lr = float(f"{center * factor:.3g}")
+        run = out / "runs" / name / f"lr_{lr:g}"
+        log(f"{name}: lr {lr:g}")
+        epoch_s, report = _train_one(base, name, run, log, lr=lr)
+        tried.append((report["top1"], -abs(factor - 1.0), lr, run, epoch_s, report))
+    best = max(tried, key=lambda t: t[:2])  # ties go to the rate closest to the recipe's
+    return best[3], best[4], best[5], [{"lr": t[2], "top1": t[0]} for t in tried]
+
+
+def recipe_used(run: Path) -> dict:
+    """The resolved recipe keys a run trained with, from its config.yaml."""
+    cfg = load_saved_config(run / "config.yaml")
+    return {"name": model_recipe(cfg.model), **{k: getattr(cfg, k) for k in RECIPE_KEYS}}
+
+
+def _recipe_text(recipe: dict) -> str:
+    short = {"lr": "lr", "weight_decay": "wd", "warmup_epochs": "warmup", "grad_clip": "clip", "dropout": "dropout"}
+    return f"{recipe['name']}: " + ", ".join(f"{short[k]} {recipe[k]:g}" for k in short if recipe.get(k) is not None)
 
 
 def compare(base: TrainConfig, models: Sequence[str], out: str | Path, *, lengths: Sequence[int] = (16, 64, 256, 1024),
-            timeout: float = 1800.0, log: Callable[[str], None] = print) -> dict:
-    """Train, evaluate and measure each of ``models`` with ``base``; write compare.{md,csv,json} and plots."""
+            timeout: float = 1800.0, lr_sweep: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Train, evaluate and measure each of ``models`` with ``base`` and its own recipe (``lr_sweep``:
+    at three learning rates, keeping the best); write compare.{md,csv,json} and plots."""
     if not base.val:
         raise ValueError("compare needs --val SPEC: models are ranked on the same held-out set")
     out = Path(out)
@@ -158,12 +202,12 @@ def compare(base: TrainConfig, models: Sequence[str], out: str | Path, *, length
     for name in models:
         log(f"{name}: training {base.epochs} epoch(s)")
         try:
-            run, epoch_s = _train_one(base, name, out, log)
+            run, epoch_s, report, sweep = _train_best(base, name, out, log, lr_sweep)
         except (FloatingPointError, RuntimeError, ValueError) as exc:  # one model failing must not lose the others
             log(f"{name}: FAILED: {exc}")
-            rows.append({**{k: float("nan") for k in COLUMNS}, "model": name, "stream_mode": "", "error": str(exc)})
+            rows.append({**{k: float("nan") for k in COLUMNS}, "model": name, "stream_mode": "", "recipe": "",
+                         "error": str(exc)})
             continue
-        report = evaluate(run, base.val, root=base.root, workers=base.workers, plot=False)
         loaded = load_run(run, device="cpu")
         clip = torch.rand(1, base.frames, 3, base.size, base.size)
         flops = count_flops(loaded.model, clip)
@@ -175,7 +219,8 @@ def compare(base: TrainConfig, models: Sequence[str], out: str | Path, *, length
             "model": name, "top1": report["top1"], "params": sum(p.numel() for p in loaded.model.parameters()),
             "gflops_per_clip": flops / 1e9, "train_s_per_epoch": epoch_s, "latency_ms_per_clip": at_t["latency_ms"],
             "peak_mem_mb": at_t["peak_mem_mb"], "stream_ms_per_frame": measured["stream"]["ms_per_frame"],
-            "stream_mode": measured["stream"]["mode"],
+            "stream_mode": measured["stream"]["mode"], "recipe": _recipe_text(recipe_used(run)),
+            "recipe_values": recipe_used(run), "lr_sweep": sweep,
         })
         scaling[name] = {int(t): v for t, v in measured["lengths"].items() if t in lengths}
         rows[-1]["nonfinite_steps"] = sum(r.get("nonfinite_steps", 0) for r in read_metrics(run))
@@ -205,7 +250,8 @@ def _write_outputs(out: Path, result: dict) -> None:
     cfg = result["config"]
     lines = [f"Same data ({cfg['data']}), loop and budget ({cfg['epochs']} epochs, {cfg['frames']} frames at "
              f"{cfg['size']}px, "
-             f"backbone {cfg['backbone']}); only the model differs. Latency: median of 3, batch 1, "
+             f"backbone {cfg['backbone']}); only the model and its recipe (last column) differ. Latency: median of 3, "
+             "batch 1, "
              f"{cfg['threads'] or 1} torch thread(s); memory: peak resident growth during one forward.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(k, r[k]) for k in COLUMNS) + " |" for r in rows]
@@ -250,6 +296,8 @@ def add_parser(sub) -> None:
     p.add_argument("--models", default="cnn_lstm,cnn_lstm_attention,r3d_18,temporal_transformer,mean_pool",
                    help="comma-separated registered model names")
     p.add_argument("--lengths", default="16,64,256,1024", help="clip lengths for the latency/memory scaling curves")
+    p.add_argument("--lr-sweep", action="store_true",
+                   help="train each model at its recipe's lr x 1/3, 1 and 3 and keep the best on --val")
     p.add_argument("--config", default=None, help="flat YAML recipe of config keys")
     add_config_options(p)
     p.set_defaults(func=cmd_compare)
@@ -265,6 +313,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 2
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     lengths = [int(t) for t in args.lengths.split(",")]
-    result = compare(base, models, out, lengths=lengths)
+    result = compare(base, models, out, lengths=lengths, lr_sweep=args.lr_sweep)
     print((Path(out) / "compare.md").read_text())
     return 0 if result["rows"] else 1

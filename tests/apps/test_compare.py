@@ -64,3 +64,25 @@ def test_compare_end_to_end_writes_table_json_csv_and_plots(data, tmp_path, caps
                  "stream_ms_per_frame", "scaling_latency_ms", "scaling_peak_mem_mb"):
         assert (out / "plots" / f"{name}.png").is_file(), name
     assert "| r3d_18 |" in capsys.readouterr().out
+    # each model trained with its own family's recipe, written beside its row
+    assert rows["temporal_transformer"]["recipe"].startswith("transformer: lr ")
+    assert rows["r3d_18"]["recipe_values"]["name"] == "cnn3d" and rows["cnn_lstm"]["recipe_values"]["name"] == "lstm"
+    assert rows["cnn_lstm"]["recipe_values"]["hidden_size"] == 16  # the user's value wins over the recipe
+    assert "transformer: lr" in table
+
+
+def test_lr_sweep_trains_three_rates_and_keeps_the_best(data, tmp_path):
+    from cnnlstm.apps.compare import LR_SWEEP
+
+    out = tmp_path / "sweep"
+    code = main(["compare", "--data", str(data / "train.csv"), "--val", str(data / "test.csv"), "--out", str(out),
+                 "--models", "mean_pool", "--lengths", "4", "--epochs", "1", "--backbone", "test_tiny", "--size", "32",
+                 "--frames", "4", "--batch-size", "4", "--workers", "0", "--lr", "0.003", "--lr-sweep",
+                 "--progress", "false"])
+    assert code == 0
+    [row] = json.loads((out / "compare.json").read_text())["rows"]
+    tried = row["lr_sweep"]
+    assert [t["lr"] for t in tried] == [float(f"{0.003 * f:.3g}") for f in LR_SWEEP]
+    assert row["top1"] == max(t["top1"] for t in tried)
+    assert row["recipe_values"]["lr"] in [t["lr"] for t in tried]
+    assert len(list((out / "runs" / "mean_pool").glob("lr_*"))) == 3
