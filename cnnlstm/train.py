@@ -146,6 +146,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 stats = train_one_epoch(p.model, p.loader, t.task, p.opt, t.counter, epoch=epoch,
                                         batches=range(start_batch, p.per_epoch), cfg=cfg, device=info.device,
                                         autocast=t.autocast, after_step=_after_step(t, p, epoch, stop, on_step),
+                                        shard=(info.rank, info.world_size),
                                         desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}]"
                                         + (" NOT LEARNING" if t.health.warned else ""),
                                         progress=info.is_main and cfg.progress)
@@ -184,6 +185,8 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
     data = task.load(cfg, say)
     model = build_model(cfg, len(data.labels))
     task.check_model(model)
+    if cfg.sync_bn:
+        model = distributed.sync_batchnorm(model, info)
     data_cfg = data_config(cfg, model)
     common = dict(sampler=sampler_config(cfg), classes=data.dataset_classes, on_error=cfg.on_error, seed=cfg.seed)
     augment = train_transform(data_cfg, flip=cfg.flip, scale=(cfg.min_crop_scale, 1.0))
