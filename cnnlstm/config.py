@@ -69,6 +69,7 @@ class TrainConfig:
     compile: bool = False
     threads: int = 0  # torch threads (0: torch's default)
     device: str = "auto"
+    sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm; not on CPU)
     # run control
     seed: int = 0
     resume: bool = False

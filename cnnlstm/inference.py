@@ -34,8 +34,11 @@ def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str |
     """The run's task metrics on a dataset (a SPEC for classification, a segments or captions file).
 
     classify: top-1/top-5, mean class accuracy, confusion matrix and per-class table; ``views`` > 1
-    averages the logits of that many temporal views (uniform sampling at positions
-    (v + 0.5) / views within each segment). segment: ``frame_accuracy``, ``edit``, ``f1@10/25/50``,
+    scores each video by its class probabilities averaged over that many temporal views (view v
+    samples at position (v + 0.5) / views: within each segment for the uniform sampler, along the
+    video for random_clip, the frame phase for fps), and adds ``clip_top1``/``clip_top5`` (every
+    view counted as a clip) next to ``video_top1``/``video_top5`` (= ``top1``/``top5``).
+    segment: ``frame_accuracy``, ``edit``, ``f1@10/25/50``,
     ``map@0.3/0.5/0.7`` (0..1) and timeline plots. caption: ``bleu1``..``bleu4`` (0..1), ``cider``
     and the generated captions. Bad videos are skipped and listed.
     """
@@ -152,7 +155,9 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, help="dataset SPEC (folder, CSV/list, UCF split file, Kinetics CSV); "
                    "a segments file for segment runs, a captions file for caption runs")
     p.add_argument("--root", default=None)
-    p.add_argument("--views", type=int, default=1, help="temporal views per video, logits averaged")
+    p.add_argument("--views", type=int, default=1,
+                   help="temporal views per video (different clips); the video score is the softmax averaged over "
+                   "them; --json adds clip_top1 (every view a clip) and video_top1")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="auto")

@@ -12,6 +12,7 @@ import argparse
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +33,7 @@ from .config import (
     resolve_defaults,
 )
 from .data.datasets import EpochBatchSampler, SkipLog, VideoDataset, make_loader
+from .data.fingerprint import dataset_fingerprint, fingerprint_changes
 from .data.transforms import eval_transform, train_transform
 from .engine import distributed
 from .engine.checkpoint import Checkpoints, capture_rng, restore_rng, save_weights
@@ -72,9 +74,10 @@ class Training:
     def run(self) -> Path:
         return Path(self.cfg.out)
 
-    @property
+    @cached_property
     def fingerprint(self) -> dict:
-        return {"num_videos": len(self.train_ds), "classes": self.data.labels}
+        """The training set's paths, sizes and labels (:mod:`cnnlstm.data.fingerprint`), checked on resume."""
+        return dataset_fingerprint(self.train_ds.videos.items, self.data.labels)
 
     def autocast(self):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
@@ -114,11 +117,13 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
     resume_from = _check_run_dir(cfg, info, say)
     t = _set_up(cfg, info, say)
     phases = plan_phases(cfg)
-    state = t.checkpoints.load(resume_from, t.model) if resume_from is not None else None
+    resume_from, state = (t.checkpoints.load_newest(t.model, say) if resume_from is not None else None) or (None, None)
     t.runlog = RunLog(t.run, enabled=info.is_main, resume_step=state["step"] if state else None)
     if state is not None:
-        if state["fingerprint"] != t.fingerprint:
-            raise ValueError(f"cannot resume {t.run}: the dataset changed ({state['fingerprint']} -> {t.fingerprint})")
+        changed = fingerprint_changes(state["fingerprint"], t.fingerprint, t.train_ds.videos.items)
+        if changed:
+            raise ValueError(f"cannot resume {t.run}: the training set differs from the one its checkpoint was "
+                             f"trained on: {changed}. Resume with the same --data, or train a new run (another --out)")
         say(f"resuming from {resume_from.name}: epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}")
         t.counter.step, t.best = state["step"], state["best"]
     say(f"training {cfg.model} ({cfg.backbone}) for {cfg.task} on {len(t.train_ds)} videos, {len(t.data.labels)} "
@@ -141,6 +146,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 stats = train_one_epoch(p.model, p.loader, t.task, p.opt, t.counter, epoch=epoch,
                                         batches=range(start_batch, p.per_epoch), cfg=cfg, device=info.device,
                                         autocast=t.autocast, after_step=_after_step(t, p, epoch, stop, on_step),
+                                        shard=(info.rank, info.world_size),
                                         desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}]"
                                         + (" NOT LEARNING" if t.health.warned else ""),
                                         progress=info.is_main and cfg.progress)
@@ -179,6 +185,8 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
     data = task.load(cfg, say)
     model = build_model(cfg, len(data.labels))
     task.check_model(model)
+    if cfg.sync_bn:
+        model = distributed.sync_batchnorm(model, info)
     data_cfg = data_config(cfg, model)
     common = dict(sampler=sampler_config(cfg), classes=data.dataset_classes, on_error=cfg.on_error, seed=cfg.seed)
     augment = train_transform(data_cfg, flip=cfg.flip, scale=(cfg.min_crop_scale, 1.0))
@@ -260,8 +268,8 @@ def _phase_datasets(t: Training, phase: Phase):
 
 
 def _after_step(t: Training, p: PhaseRun, epoch: int, stop: StopFlag, on_step) -> Callable[[int, EpochStats], bool]:
-    """What happens after every optimizer step: the log row every ``log_every`` steps, a checkpoint
-    every ``checkpoint_every`` steps (or when a stop is asked for), ``on_step``; True means stop."""
+    """What happens after every optimizer step: the log row every ``log_every`` steps, ``on_step``, a
+    checkpoint every ``checkpoint_every`` steps (or when a stop is asked for); True means stop."""
     cfg = t.cfg
 
     def after_step(batch_index: int, stats: EpochStats) -> bool:
@@ -271,10 +279,11 @@ def _after_step(t: Training, p: PhaseRun, epoch: int, stop: StopFlag, on_step) -
             t.runlog.scalars(step, {"train_loss": stats.loss.mean, "lr": max(p.opt.scheduler.get_last_lr()),
                                     "clips_per_s": rate}, epoch=epoch + 1, phase=p.phase.name)
             t.say(f"epoch {epoch + 1}/{cfg.epochs} step {step} loss {stats.loss.mean:.4f} {rate:.1f} clips/s")
-        if t.info.is_main and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or stop.requested):
-            t.save_checkpoint(p.opt, epoch, batch_index + 1)
         if on_step is not None:
             on_step(step)
+        # a stop asked for at any time during the step (also from on_step) saves this step
+        if t.info.is_main and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or stop.requested):
+            t.save_checkpoint(p.opt, epoch, batch_index + 1)
         if stop.requested:
             distributed.barrier(t.info)
             t.say(f"stopped at step {step}; continue with: cnnlstm train ... --out {t.run} --resume")

@@ -1,7 +1,9 @@
 """fit(), evaluate(), predict() end to end on tiny synthetic videos; exact resume; phases."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,15 +80,19 @@ RESUME_SCRIPT = textwrap.dedent("""
     cfg = resolve_config(None, {values!r})
     kill_at, sig = {kill_at}, {sig}
     def on_step(step):
+        print("STEP", step, flush=True)
         if step == kill_at:
             os.kill(os.getpid(), sig)
-    fit(cfg, on_step=on_step if kill_at else None, log=lambda *a: None)
+    fit(cfg, on_step=on_step, log=lambda *a: None)
 """)
 
 
-def _run(values: dict, kill_at: int = 0, sig: int = 0) -> int:
+def _run(values: dict, kill_at: int = 0, sig: int = 0) -> tuple[int, list[int]]:
+    """Train in a child process; its exit code and the optimizer steps it ran (their numbers)."""
     script = RESUME_SCRIPT.format(values=values, kill_at=kill_at, sig=sig)
-    return subprocess.run([sys.executable, "-c", script], timeout=300, capture_output=True, text=True).returncode
+    done = subprocess.run([sys.executable, "-c", script], timeout=300, capture_output=True, text=True)
+    steps = [int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("STEP ")]
+    return done.returncode, steps
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -94,16 +100,58 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run_bit_for_bit(data, tmp_p
     base = {**TINY, "data": str(data / "train.csv"), "epochs": 3, "schedule": "gradual", "phase_epochs": [1, 1, 1],
             "dropout": 0.3,
             "cache": "off", "min_crop_scale": 0.5}
-    assert _run({**base, "out": str(tmp_path / "whole")}) == 0
+    code, fresh = _run({**base, "out": str(tmp_path / "whole")})
+    assert code == 0 and fresh == list(range(1, 10))  # 3 epochs of 3 steps
     killed = {**base, "out": str(tmp_path / "killed")}
-    code = _run(killed, kill_at=5, sig=int(sig))  # 3 steps per epoch: killed mid-epoch 2
+    code, before = _run(killed, kill_at=5, sig=int(sig))  # 3 steps per epoch: killed mid-epoch 2
     assert code != 0 if sig == signal.SIGKILL else code == 0  # SIGTERM: save, then return normally
+    assert before == [1, 2, 3, 4, 5]
     assert not (tmp_path / "killed" / "last.safetensors").exists(), "the run must be unfinished"
-    assert (tmp_path / "killed" / "checkpoints" / "latest").is_file()
-    assert _run({**killed, "resume": True}) == 0
+    latest = (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip()
+    # SIGKILL: the last checkpoint is step 4 (every 2 steps); SIGTERM saves at the step it stopped (5)
+    saved_at = 4 if sig == signal.SIGKILL else 5
+    assert latest == f"step-{saved_at:08d}"
+    code, resumed = _run({**killed, "resume": True})
+    assert code == 0
+    # the resumed process continues from its checkpoint: it runs only the steps after it, not a new run
+    assert resumed == list(range(saved_at + 1, 10)) and len(resumed) < len(fresh)
     a = (tmp_path / "whole" / "last.safetensors").read_bytes()
     b = (tmp_path / "killed" / "last.safetensors").read_bytes()
     assert a == b, "resumed weights differ from the uninterrupted run"
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_at(step_to_crash: int, steps: list[int]):
+    def on_step(step: int) -> None:
+        steps.append(step)
+        if step == step_to_crash:
+            raise Crash(step)
+    return on_step
+
+
+def test_a_damaged_latest_checkpoint_falls_back_loudly_to_the_previous_one(data, tmp_path):
+    base = dict(epochs=3, schedule="full", cache="off", val=None, dropout=0.3, min_crop_scale=0.5, progress=False)
+    fit(config(data, tmp_path / "whole", **base), log=lambda *_: None)
+    run = tmp_path / "run"
+    with pytest.raises(Crash):
+        fit(config(data, run, **base), on_step=_crash_at(5, []), log=lambda *_: None)
+    latest = run / "checkpoints" / "step-00000004"
+    assert (run / "checkpoints" / "latest").read_text().strip() == latest.name and (latest / "COMPLETE").is_file()
+    weights = latest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # complete, marker present, truncated
+
+    lines, steps = [], []
+    fit(config(data, run, **base, resume=True), on_step=steps.append, log=lines.append)
+    warning = next((line for line in lines if "cannot be loaded" in line), None)
+    assert warning is not None and warning.startswith("warning:") and latest.name in warning, lines
+    # checkpoints every 2 steps and at every epoch end (3 steps); the newest 2 are kept: steps 3 and 4
+    assert "falling back to the previous checkpoint, step-00000003" in warning
+    assert any(line.startswith("resuming from step-00000003") for line in lines), lines
+    assert steps == list(range(4, 10)), "resumed from step 3: steps 4 to 9"
+    assert (run / "last.safetensors").read_bytes() == (tmp_path / "whole" / "last.safetensors").read_bytes()
 
 
 def test_resume_refuses_a_changed_architecture_and_fresh_runs_refuse_an_existing_dir(data, tmp_path):
@@ -115,6 +163,22 @@ def test_resume_refuses_a_changed_architecture_and_fresh_runs_refuse_an_existing
                      resume=True)
     with pytest.raises(ValueError, match="hidden_size"):
         fit(changed, log=lambda *_: None)
+
+
+def test_resume_refuses_other_videos_with_the_same_count_and_classes(data, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    cfg = config(copy, tmp_path / "run", epochs=2, schedule="full", cache="off", val=None, progress=False)
+    with pytest.raises(Crash):
+        fit(cfg, on_step=_crash_at(3, []), log=lambda *_: None)  # checkpoint at step 2
+    rows = (copy / "train.csv").read_text().splitlines()
+    path, label = rows[1].split(",")
+    other = next(p for p in (copy / "videos").rglob("*.*") if p.parent.name != label and p.suffix == ".mp4")
+    assert other.stat().st_size != (copy / path).stat().st_size
+    shutil.copy(other, copy / path)  # same name, same label in the CSV, another video
+    with pytest.raises(ValueError, match=r"training set differs .* 1 of 12 videos differ in path, size or label: #0 "
+                       rf"now {Path(path).relative_to('videos')} \("):  # relative to the folder all videos share
+        fit(dataclasses.replace(cfg, resume=True), log=lambda *_: None)
 
 
 def test_cli_rejects_unknown_keys_and_reads_recipes(tmp_path, capsys):

@@ -63,6 +63,12 @@ def _rate(name: str, value: float) -> float:
     return rate
 
 
+def _position(position: float) -> float:
+    if not 0 <= position < 1:
+        raise ValueError(f"position must be in [0, 1) (0.5: the middle; view v of V: (v + 0.5) / V); got {position}")
+    return position
+
+
 def _short_indices(num_frames: int, num_samples: int, stride: int, short: ShortVideoPolicy) -> Tensor:
     """Indices ``0, stride, 2*stride, ...`` for a video too short to hold them all."""
     idx = torch.arange(num_samples) * stride  # (T,)
@@ -100,9 +106,7 @@ def uniform_indices(
     start = torch.arange(t) * n // t  # (T,)
     end = (torch.arange(t) + 1) * n // t  # (T,) every segment holds >= 1 frame since n >= t
     if not train:
-        if not 0 <= position < 1:
-            raise ValueError(f"position must be in [0, 1); got {position}")
-        if position == 0.5:
+        if _position(position) == 0.5:
             return (start + end) // 2
         return start + ((end - start) * position).long()  # (T,)
     u = torch.rand(t, generator=generator, dtype=torch.float64)  # (T,) in [0, 1)
@@ -118,12 +122,15 @@ def random_clip_indices(
     train: bool = True,
     generator: torch.Generator | None = None,
     short: str | ShortVideoPolicy = DEFAULT_SHORT,
+    position: float = 0.5,
 ) -> Tensor:
     """A contiguous clip of ``num_samples`` frames taken every ``stride`` frames.
 
-    The clip spans ``(T - 1) * stride + 1`` frames; it starts at a random frame when ``train``
-    and is centred in the video otherwise. A video shorter than the span starts at frame 0 and
-    ``short`` fills the rest. Returns a LongTensor ``(T,)``.
+    The clip spans ``(T - 1) * stride + 1`` frames; it starts at a random frame when ``train``.
+    In eval it starts at ``position`` (in [0, 1)) of the room the video leaves, ``int((n - span)
+    * position)``: 0.5 centres it, and multi-view testing takes V clips spread over the video at
+    positions (v + 0.5) / V. A video shorter than the span starts at frame 0 and ``short`` fills
+    the rest. Returns a LongTensor ``(T,)``.
     """
     n = _positive("num_frames", num_frames)
     t = _positive("num_samples", num_samples)
@@ -135,7 +142,7 @@ def random_clip_indices(
     if train:
         start = int(torch.randint(0, n - span + 1, (1,), generator=generator))
     else:
-        start = (n - span) // 2
+        start = int((n - span) * _position(position))
     return start + torch.arange(t) * stride  # (T,)
 
 
@@ -176,23 +183,30 @@ def fps_indices(
     target_fps: float,
     *,
     max_frames: int | None = None,
+    position: float = 0.5,
 ) -> Tensor:
     """All frames of the video resampled to ``target_fps`` (nearest earlier frame).
 
-    Output frame ``k`` is the source frame shown at time ``k / target_fps``: 30 -> 10 fps keeps
-    every 3rd frame; a ``target_fps`` above ``video_fps`` repeats frames so the timeline stays
-    exact. When more than ``max_frames`` frames result, they are thinned uniformly (the middle
-    frame of ``max_frames`` equal segments, as :func:`uniform_indices` in eval), so the whole
-    video is still covered but the effective rate drops below ``target_fps``.
+    Output frame ``k`` is the source frame shown at time ``(k + phase) / target_fps``: 30 -> 10
+    fps keeps every 3rd frame; a ``target_fps`` above ``video_fps`` repeats frames so the timeline
+    stays exact. When more than ``max_frames`` frames result, they are thinned uniformly (one frame
+    of each of ``max_frames`` equal segments, at ``position`` as :func:`uniform_indices` in eval),
+    so the whole video is still covered but the effective rate drops below ``target_fps``.
+
+    ``position`` in [0, 1) picks the view: the phase is ``(position - 0.5) mod 1`` of an output
+    frame, so 0.5 (the default) starts at time 0 and multi-view testing at positions (v + 0.5) / V
+    takes V interleaved samplings: up to ``video_fps / target_fps`` of them differ (or more when
+    ``max_frames`` thins); with ``target_fps >= video_fps`` every frame is taken and views repeat.
     Returns a LongTensor ``(T,)``.
     """
     n = _positive("num_frames", num_frames)
     ratio = _rate("video_fps", video_fps) / _rate("target_fps", target_fps)  # source frames per output frame
-    count = max(1, math.ceil(n / ratio - 1e-9))
-    idx = torch.floor(torch.arange(count, dtype=torch.float64) * ratio + 1e-9).long()  # (T,)
+    phase = (_position(position) - 0.5) % 1.0  # in output frames
+    count = max(1, math.ceil(n / ratio - phase - 1e-9))
+    idx = torch.floor((torch.arange(count, dtype=torch.float64) + phase) * ratio + 1e-9).long()  # (T,)
     idx = idx.clamp_(max=n - 1)
     if max_frames is not None and count > _positive("max_frames", max_frames):
-        idx = idx[uniform_indices(count, max_frames, train=False)]  # (max_frames,)
+        idx = idx[uniform_indices(count, max_frames, train=False, position=position)]  # (max_frames,)
     return idx
 
 
@@ -212,7 +226,7 @@ class SamplerConfig:
     target_fps: float | None = None
     max_frames: int | None = None
     short: str = DEFAULT_SHORT.value
-    position: float = 0.5  # eval frame position within each uniform segment (multi-view testing)
+    position: float = 0.5  # eval view: where in the video (random_clip), segment (uniform) or frame period (fps)
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLER_KINDS:
@@ -224,6 +238,7 @@ class SamplerConfig:
         if self.max_frames is not None:
             _positive("SamplerConfig.max_frames", self.max_frames)
         _policy(self.short)
+        _position(self.position)
         if self.kind == "fps" and self.target_fps is None:
             raise ValueError("SamplerConfig(kind='fps') needs target_fps; got None. Set e.g. target_fps=10.0")
 
@@ -245,11 +260,10 @@ def sample_indices(
         return uniform_indices(num_frames, cfg.num_frames, train=train, generator=generator, short=cfg.short,
                                position=cfg.position)
     if cfg.kind == "random_clip":
-        return random_clip_indices(
-            num_frames, cfg.num_frames, stride=cfg.stride, train=train, generator=generator, short=cfg.short
-        )
+        return random_clip_indices(num_frames, cfg.num_frames, stride=cfg.stride, train=train, generator=generator,
+                                   short=cfg.short, position=cfg.position)
     if cfg.kind == "fps":
-        return fps_indices(num_frames, fps, cfg.target_fps, max_frames=cfg.max_frames)
+        return fps_indices(num_frames, fps, cfg.target_fps, max_frames=cfg.max_frames, position=cfg.position)
     raise ValueError(
         f"sample_indices returns one clip, but kind={cfg.kind!r} gives several windows per video; "
         "call sample_windows(cfg, num_frames) to get all of them as an (N, T) tensor"

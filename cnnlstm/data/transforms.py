@@ -207,7 +207,7 @@ def train_transform(
     The box side is ``scale`` times the frame's shorter side (MMAction2's TSN crop: 1 to 0.66), so
     the eval view (the centre 0.875) sits inside the training range. A random-resized crop down to
     25% of the area (the ImageNet recipe) cut the moving object out of small videos and kept a
-    CNN-LSTM near chance on order-dependent classes (docs/training.md).
+    CNN-LSTM near chance on order-dependent classes (measured on held-out temporal-order data).
 
     ``flip`` is off by default: mirroring changes the meaning of direction-dependent labels
     ("moving something left to right", "swiping left"); turn it on only when the labels are

@@ -3,18 +3,21 @@
 Every file is written atomically (:mod:`cnnlstm.engine.io`). A checkpoint is a folder
 ``checkpoints/step-NNNNNNNN/`` holding ``model.safetensors``, ``state.pt`` (optimizer, scheduler,
 scaler, position, RNGs; read with ``weights_only=True``) and the marker ``COMPLETE``, written
-last: a folder without it is ignored. ``checkpoints/latest`` names the newest complete one; a
-damaged latest falls back, loudly, to the previous valid one.
+last: a folder without it is ignored. The marker holds the SHA-256 of the two files (neither
+format checks its own bytes: a flipped bit in a tensor loads silently), checked on load.
+``checkpoints/latest`` names the newest complete one; a complete checkpoint that does not load
+(damaged files, a checksum mismatch) falls back, loudly, to the previous valid one.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,6 +26,26 @@ from torch import nn
 from .io import atomic_write_bytes, atomic_write_text, fsync_dir
 
 MARKER = "COMPLETE"
+FILES = ("model.safetensors", "state.pt")  # a checkpoint's files, checksummed in its marker
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(checkpoint: Path) -> None:
+    """Raise ValueError when a file's SHA-256 differs from the one its marker recorded (markers
+    written before checksums existed hold only the step, and are trusted)."""
+    for line in (checkpoint / MARKER).read_text().splitlines()[1:]:
+        name, expected = line.split()
+        actual = _sha256(checkpoint / name)
+        if actual != expected:
+            raise ValueError(f"{name} does not match the checksum in {MARKER} (damaged after it was written: "
+                             f"sha256 {actual[:12]}..., expected {expected[:12]}...)")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -95,7 +118,8 @@ class Checkpoints:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write_bytes(tmp / "state.pt", buffer.getvalue())
-        atomic_write_text(tmp / MARKER, f"{step}\n")
+        digests = "".join(f"{name} {_sha256(tmp / name)}\n" for name in FILES)
+        atomic_write_text(tmp / MARKER, f"{step}\n{digests}")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         fsync_dir(self.root)
@@ -129,7 +153,31 @@ class Checkpoints:
     def load(self, path: Path, model: nn.Module) -> dict[str, Any]:
         """Load weights into ``model`` and return the training state (weights_only=True)."""
         try:
+            _verify(path)
+            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
             load_weights(model, path / "model.safetensors")
-            return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+            return state
         except Exception as exc:  # noqa: BLE001
             raise RuntimeError(f"checkpoint {path} cannot be loaded: {exc}") from exc
+
+    def load_newest(self, model: nn.Module, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]] | None:
+        """Load the newest checkpoint that loads into ``model``: ``(its path, the training state)``.
+
+        Starts from :meth:`latest`; a complete checkpoint whose files are damaged (truncated or
+        garbled weights or state) is reported with ``log`` and the one before it is tried. None when
+        there is no complete checkpoint; RuntimeError, naming each failure, when none loads.
+        """
+        newest = self.latest()
+        if newest is None:
+            return None
+        candidates = [newest] + [p for p in reversed(self._valid()) if p.name < newest.name]
+        failures = []
+        for path, fallback in zip(candidates, [*candidates[1:], None], strict=True):
+            try:
+                return path, self.load(path, model)
+            except RuntimeError as exc:
+                failures.append(str(exc))
+                log(f"warning: {exc}; " + (f"falling back to the previous checkpoint, {fallback.name}" if fallback
+                                           else "no older checkpoint is left"))
+        raise RuntimeError(f"no checkpoint in {self.root} can be loaded ({'; '.join(failures)}). Start again without "
+                           "--resume in a new --out, or delete the damaged checkpoint folders")

@@ -52,6 +52,22 @@ def setup(preference: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, device)
 
 
+def sync_batchnorm(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """``--sync-bn``: every BatchNorm becomes a SyncBatchNorm, so training normalises with the
+    statistics of the global batch instead of each process's slice (torchvision's reference
+    ``--sync-bn``). One process: nothing to do. PyTorch's SyncBatchNorm runs on GPUs only, so CPU
+    processes (gloo) get a ValueError that says what to do instead."""
+    if not info.enabled:
+        return model
+    if info.device.type == "cpu":
+        raise ValueError(
+            f"--sync-bn: PyTorch's SyncBatchNorm runs only on GPUs, and these {info.world_size} processes run on the "
+            "CPU (gloo). Without it, each process's BatchNorm layers use the statistics of its own slice of the "
+            "batch. Drop --sync-bn, or train in one process, or freeze the backbone (--schedule frozen: BatchNorm "
+            "in eval mode) for results that do not depend on the number of processes")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..data.datasets import SkipLog, good_batches, make_loader
+from ..models.dropout import batch_rows, step_seed
 from . import distributed
 from .health import LabelCounts
 
@@ -130,14 +131,19 @@ def optimizer_step(loss: Tensor, opt: Optimization, counter: StepCounter) -> boo
 
 def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: StepCounter, *, epoch: int,
                     batches: range, cfg, device: torch.device, autocast, after_step: Callable[[int, EpochStats], bool],
-                    desc: str = "", progress: bool = False) -> EpochStats:
+                    desc: str = "", progress: bool = False, shard: tuple[int, int] = (0, 1)) -> EpochStats:
     """Train ``model`` (possibly DDP/compiled) on the batches ``batches`` of ``loader``.
 
     ``batches`` is ``range(start_batch, per_epoch)``: the loader yields the epoch's batches from
     ``start_batch`` (a resumed epoch) and the loop stops at ``per_epoch`` (``--limit-batches``).
     ``after_step(batch_index, stats)`` runs after every optimizer step (logs, checkpoints,
-    ``on_step``) and returns True to stop the run; the stats then say ``stopped``.
+    ``on_step``) and returns True to stop the run; the stats then say ``stopped``. ``shard`` is
+    (rank, world size): this process holds its slice of each global batch of ``cfg.batch_size``,
+    and dropout masks are drawn per global-batch row (:mod:`cnnlstm.models.dropout`), so they do
+    not depend on the number of processes.
     """
+    rank, world_size = shard
+    per_rank = cfg.batch_size // world_size
     stats = EpochStats()
     model.train()
     bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=not progress, leave=False)
@@ -148,7 +154,9 @@ def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: 
         stats.labels.observe(batch.labels)
         if len(batch):
             progress_now = (epoch + batch_index / batches.stop) / cfg.epochs  # for scheduled sampling
-            with autocast():
+            rows = batch_rows(step_seed(cfg.seed, counter.step), total=cfg.batch_size, start=rank * per_rank,
+                              size=len(batch))
+            with autocast(), rows:
                 loss = task.loss(model, batch, device, cfg, progress_now)
             if not optimizer_step(loss, opt, counter):
                 stats.nonfinite_steps += 1

@@ -21,6 +21,7 @@ from ._registry import register_model
 from ._seq import check_lengths, lengths_to_mask, masked_mean
 from .attention import AdditiveAttention, GeneralAttention
 from .backbones import FrameEncoder, create_encoder
+from .dropout import Dropout
 from .temporal import LSTMEncoder
 from .video_model import ModelOutput
 
@@ -63,7 +64,7 @@ class CaptionLSTM(nn.Module):
         else:
             self.attention = GeneralAttention(hidden_size, memory_size)
         self.cell = nn.LSTMCell(embed_dim + memory_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_head(vocab_size)
 
     @property

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .dropout import Dropout
+
 
 class ClassifierHead(nn.Module):
     """Dropout, then a linear layer (or a small MLP when ``hidden`` is set): (..., H) -> (..., K).
@@ -17,7 +19,7 @@ class ClassifierHead(nn.Module):
         super().__init__()
         self.in_features = in_features
         self.hidden = hidden
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU()) if hidden else nn.Identity()
         self.reset(num_classes)
 

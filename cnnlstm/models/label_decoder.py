@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from ._registry import register_model
 from ._seq import check_lengths
 from .backbones import FrameEncoder, create_encoder
+from .dropout import Dropout
 from .heads import ClassifierHead
 from .temporal import LSTMEncoder
 from .video_model import ModelOutput
@@ -49,7 +50,7 @@ class AutoregressiveLabeller(nn.Module):
             raise ValueError(f"label_embed must be >= 1; got {label_embed}")
         self.encoder = encoder
         self.temporal = temporal
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.start = nn.Parameter(torch.randn(label_embed) * 0.1)  # (E,) the "label" before frame 0
         self.decoder = nn.LSTM(temporal.out_features + label_embed, hidden_size, batch_first=True)
         self.head = ClassifierHead(hidden_size, 1)

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ._seq import gather_last, is_ragged, lengths_to_mask, reverse_within_length
+from .dropout import Dropout, seeded
+from .dropout import dropout as row_dropout
 
 State = tuple[Tensor, ...]
 
@@ -72,7 +74,23 @@ class LSTMEncoder(nn.Module):
             })
             for i in range(num_layers)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
+
+    def _layer_by_layer(self, x: Tensor) -> Tensor:
+        """The stacked LSTM one layer at a time with :mod:`~cnnlstm.models.dropout`'s row-seeded dropout
+        between layers (nn.LSTM's own dropout draws from the process's RNG). Same parameters, same
+        outputs as ``self.lstm`` without dropout. (B, T, D) -> (B, T, H)."""
+        from torch.func import functional_call
+
+        lstm = self.lstm
+        for k in range(lstm.num_layers):
+            if k > 0:
+                x = row_dropout(x, lstm.dropout, True)
+            layer = nn.LSTM(lstm.input_size if k == 0 else lstm.hidden_size, lstm.hidden_size, batch_first=True,
+                            bias=lstm.bias, device="meta")  # a shape only: its parameters are layer k's
+            params = {name: getattr(lstm, name.replace("_l0", f"_l{k}")) for name, _ in layer.named_parameters()}
+            x, _ = functional_call(layer, params, (x,))  # (B, T, H)
+        return x
 
     def init_state(self, batch: int, device=None, dtype=None) -> State:
         if not self.causal:
@@ -82,6 +100,9 @@ class LSTMEncoder(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None, state: State | None = None,
                 need_state: bool = False) -> TemporalOutput:
         if self.causal:
+            if self.training and self.lstm.dropout > 0 and seeded() and state is None and not need_state:
+                seq = self._layer_by_layer(x)  # (B, T, H)
+                return TemporalOutput(seq, gather_last(seq, lengths), None)
             seq, state = run_lstm(self.lstm, x, lengths, state, need_state)  # (B, T, H)
             return TemporalOutput(seq, gather_last(seq, lengths), state)
         if state is not None or need_state:
@@ -108,7 +129,7 @@ class ResidualLSTMStack(nn.Module):
         self.input_proj = nn.Linear(input_size, hidden_size)
         self.lstm_layers = nn.ModuleList(nn.LSTM(hidden_size, hidden_size, batch_first=True) for _ in range(num_layers))
         self.layer_norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(num_layers))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def init_state(self, batch: int, device=None, dtype=None) -> State:
         shape = (len(self.lstm_layers), batch, self.out_features)

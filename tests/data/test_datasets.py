@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlstm.data.datasets import SkipLog, VideoDataset, make_loader
+from cnnlstm.data.datasets import EpochBatchSampler, SkipLog, VideoDataset, make_loader
 from cnnlstm.data.sampling import SamplerConfig
 from cnnlstm.data.transforms import DataConfig, eval_transform, train_transform
 from cnnlstm.data.video.encode import write_video
@@ -89,3 +89,54 @@ def test_loader_works_with_workers_and_start_methods(folder, workers, context):
     reference = [b.clips for b in make_loader(ds, batch_size=2) if len(b)]
     got = [b.clips for b in batches if len(b)]
     assert all(torch.equal(a, b) for a, b in zip(reference, got, strict=True))  # same clips whatever the workers
+
+
+# --- EpochBatchSampler: the batches of one process, sliced by rank -----------------------------
+
+def _epoch(n: int, global_batch: int, world: int, epoch: int = 0, start: int = 0, drop_last: bool = False):
+    """Per rank, the list of batches of one epoch."""
+    out = []
+    for rank in range(world):
+        sampler = EpochBatchSampler(n, global_batch, seed=3, rank=rank, world_size=world, drop_last=drop_last)
+        sampler.set_epoch(epoch, start)
+        out.append(list(sampler))
+        assert len(out[-1]) == len(sampler)
+    return out
+
+
+@pytest.mark.parametrize("n, global_batch, world", [(12, 4, 2), (13, 4, 2), (10, 6, 3), (7, 8, 4), (5, 4, 4)])
+@pytest.mark.parametrize("epoch", [0, 1, 5])
+def test_each_rank_takes_its_slice_of_every_global_batch(n, global_batch, world, epoch):
+    (single,) = _epoch(n, global_batch, 1, epoch)
+    ranks = _epoch(n, global_batch, world, epoch)
+    per_rank = global_batch // world
+    order = sum(single, [])  # the epoch's permutation
+    assert sorted(order) == list(range(n))
+    assert all(len(r) == len(single) for r in ranks), "every rank runs the same number of steps"
+    for b, whole in enumerate(single):
+        parts = [r[b] for r in ranks]
+        assert all(len(p) == per_rank for p in parts), f"batch {b}: each rank takes G / world items, {parts}"
+        # a short last batch is filled from the start of the order (as DistributedSampler pads)
+        filled = whole + order[: global_batch - len(whole)]
+        for rank, part in enumerate(parts):
+            assert part == filled[rank * per_rank:(rank + 1) * per_rank], f"batch {b}, rank {rank}"
+        union = [i for p in parts for i in p]
+        if len(whole) == global_batch:
+            assert union == whole, "the ranks together hold exactly the global batch"
+        else:  # the last, short batch: the one-process items, then padding from the start of the epoch's order
+            assert union[: len(whole)] == whole
+    # no rank ever takes the whole global batch (the bug a 3% weight tolerance could not see)
+    assert all(len(batch) < global_batch for r in ranks for batch in r)
+
+
+def test_epochs_differ_and_a_resume_offset_skips_batches():
+    (e0,), (e1,) = _epoch(24, 4, 1, 0), _epoch(24, 4, 1, 1)
+    assert e0 != e1 and sorted(sum(e0, [])) == sorted(sum(e1, [])) == list(range(24))
+    for world in (1, 2, 4):
+        whole, resumed = _epoch(24, 4, world, 1), _epoch(24, 4, world, 1, start=2)
+        assert [r[2:] for r in whole] == resumed, "set_epoch(e, k) yields the same batches from batch k on"
+
+
+def test_bad_splits_are_refused():
+    with pytest.raises(ValueError, match="batch_size 6 must divide evenly over 4 processes"):
+        EpochBatchSampler(10, 6, rank=0, world_size=4)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
@@ -132,3 +133,34 @@ def test_sampler_config_dispatch():
         SamplerConfig(kind="dense")
     with pytest.raises(ValueError, match="target_fps"):
         SamplerConfig(kind="fps")
+
+
+VIEW_SAMPLERS = {
+    "uniform": SamplerConfig(kind="uniform", num_frames=8),
+    "random_clip": SamplerConfig(kind="random_clip", num_frames=8, stride=2),
+    "fps": SamplerConfig(kind="fps", target_fps=5),  # 6 source frames per output frame: up to 6 distinct views
+    "fps_thinned": SamplerConfig(kind="fps", target_fps=30, max_frames=8),
+}
+
+
+@pytest.mark.parametrize("kind", VIEW_SAMPLERS)
+@pytest.mark.parametrize("views", [2, 3, 5])
+def test_eval_views_sample_different_frames(kind, views):
+    """Multi-view testing (position (v + 0.5) / V) gives V different clips, not V copies of one."""
+    base = VIEW_SAMPLERS[kind]
+    clips = [sample_indices(dataclasses.replace(base, position=(v + 0.5) / views), 120, fps=30, train=False)
+             for v in range(views)]
+    for clip in clips:
+        _check_range(clip, 120)
+    assert len({tuple(c.tolist()) for c in clips}) == views, [c.tolist() for c in clips]
+
+
+def test_the_default_view_is_unchanged():
+    assert random_clip_indices(100, 4, stride=3, train=False).tolist() == [45, 48, 51, 54]  # centred: (100 - 10) // 2
+    assert random_clip_indices(100, 4, stride=3, train=False, position=0.0).tolist() == [0, 3, 6, 9]
+    assert random_clip_indices(100, 4, stride=3, train=False, position=0.99).tolist() == [89, 92, 95, 98]
+    assert fps_indices(30, 30, 10, position=0.5).tolist() == list(range(0, 30, 3))
+    assert fps_indices(30, 30, 10, position=0.5 + 1 / 3).tolist() == list(range(1, 30, 3))
+    assert fps_indices(30, 30, 10, position=0.5 - 1 / 3).tolist() == list(range(2, 30, 3))
+    with pytest.raises(ValueError, match=r"position must be in \[0, 1\)"):
+        SamplerConfig(kind="random_clip", position=1.0)

@@ -1,7 +1,8 @@
 """Classification: one label per clip (action recognition). Targets (B,), logits (B, K).
 
 Validation top-1 picks the best epoch. Evaluation reports top-1/top-5, mean class accuracy, the
-confusion matrix and a per-class table, and can average the logits of several temporal views.
+confusion matrix and a per-class table; with several temporal views, video accuracy (softmax
+averaged over the views) and clip accuracy (every view a clip), as torchvision's reference.
 
 Letters: B batch, N videos, V views, K classes.
 """
@@ -35,6 +36,51 @@ def collect_logits(model, loader, device, autocast=nullcontext) -> tuple[Tensor,
     if not rows:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long), [], skipped
     return torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), [r[2] for r in rows], skipped
+
+
+def collect_views(loaded, data, *, root, views: int, batch_size: int = 8,
+                  workers: int = 0) -> tuple[list[dict[int, tuple]], list[dict]]:
+    """The run's model over ``views`` temporal views of every video of ``data``.
+
+    View v samples at position (v + 0.5) / views (:class:`~cnnlstm.data.sampling.SamplerConfig`).
+    Returns, per view, ``{dataset index: (logits (K,), target, frame indices (T,))}``, and the videos
+    that failed to decode (each listed once).
+    """
+    def rows_of(batch, out) -> list[tuple]:
+        logits = out.logits.float().cpu()  # (B, K)
+        return [(m["index"], (logits[b], int(batch.labels[b]), m["frame_indices"])) for b, m in enumerate(batch.meta)]
+
+    per_view: list[dict[int, tuple]] = []
+    skipped: list[dict] = []
+    for v in range(views):
+        dataset = VideoDataset(data, root=root, classes=loaded.classes, sampler=loaded.sampler((v + 0.5) / views),
+                               transform=eval_transform(loaded.data_cfg), on_error="skip")
+        rows, bad = run_model(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers),
+                              loaded.device, rows_of)
+        per_view.append(dict(rows))
+        skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
+    return per_view, skipped
+
+
+def views_report(per_view: list[dict[int, tuple]], classes: list[str], skipped: list[dict]) -> dict:
+    """The evaluation report of :func:`collect_views`'s output, over the videos that decoded in every view.
+
+    ``top1``, ``top5``, the confusion matrix and the per-class table score each video by its class
+    probabilities averaged over the views (``video_top1``/``video_top5`` say the same);
+    ``clip_top1``/``clip_top5`` count every view as a clip. One view: all of them agree.
+    """
+    views, num_classes = len(per_view), len(classes)
+    common = sorted(set.intersection(*(set(v) for v in per_view)))  # videos that decoded in every view
+    logits = torch.empty(0, views, num_classes)  # (N, V, K)
+    if common:
+        logits = torch.stack([torch.stack([v[i][0] for v in per_view]) for i in common])
+    targets = torch.tensor([per_view[0][i][1] for i in common], dtype=torch.long)  # (N,)
+    report = classification_report(average_views(logits, softmax=True), targets, classes, skipped=skipped)
+    k5 = report["top5_k"]
+    clip = topk_accuracy(logits.flatten(0, 1), targets.repeat_interleave(views), ks=(1, k5))  # (N * V, K)
+    report.update(views=views, num_clips=len(common) * views, video_top1=report["top1"], video_top5=report["top5"],
+                  clip_top1=clip[1], clip_top5=clip[k5])
+    return report
 
 
 class ClassifyTask:
@@ -98,27 +144,14 @@ class ClassifyTask:
 
     # --- evaluate and predict -------------------------------------------------------------------
     def evaluate(self, loaded, data, *, root, views: int, batch_size: int, workers: int, plot: bool) -> dict:
-        """``views`` > 1 averages the logits of that many temporal views (uniform sampling at
-        positions (v + 0.5) / views within each segment) over the videos that decode in every view."""
-        views_out = []  # per view: {dataset index: (logits (K,), target)}
-        skipped: list[dict] = []
-        for v in range(views):
-            dataset = VideoDataset(data, root=root, classes=loaded.classes, sampler=loaded.sampler((v + 0.5) / views),
-                                   transform=eval_transform(loaded.data_cfg), on_error="skip")
-            loader = make_loader(dataset, batch_size=batch_size, workers=workers)
-            logits, targets, indices, bad = collect_logits(loaded.model, loader, loaded.device)
-            views_out.append({i: (row, t) for i, row, t in zip(indices, logits, targets.tolist(), strict=True)})
-            skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
-        common = sorted(set.intersection(*(set(v) for v in views_out)))  # videos that decoded in every view
-        if common:
-            logits = torch.stack([torch.stack([v[i][0] for v in views_out]) for i in common])  # (N, V, K)
-        else:
-            logits = torch.empty(0, views, len(loaded.classes))
-        logits = average_views(logits) if views > 1 else logits[:, 0]  # (N, K)
-        targets = torch.tensor([views_out[0][i][1] for i in common], dtype=torch.long)
-        report = classification_report(logits, targets, loaded.classes, skipped=skipped)
-        report["views"] = views
-        if plot and len(targets) and available("matplotlib"):
+        """Top-1/top-5 of each video, its softmax averaged over ``views`` temporal views (view v samples
+        at position (v + 0.5) / views: a different clip for the uniform, random_clip and fps samplers),
+        and the clip accuracy with every view counted as a clip, as torchvision's reference reports
+        both. Videos count when they decode in every view."""
+        per_view, skipped = collect_views(loaded, data, root=root, views=views, batch_size=batch_size,
+                                          workers=workers)
+        report = views_report(per_view, loaded.classes, skipped)
+        if plot and report["num_videos"] and available("matplotlib"):
             from .viz import plot_confusion
 
             name = Path(str(data)).stem or "eval"
@@ -147,8 +180,12 @@ class ClassifyTask:
     def format_evaluation(self, report: dict) -> list[str]:
         lines = [f"{report['num_videos']} videos ({report['views']} view(s)): top-1 {report['top1']:.1%}  "
                  f"top-{report.get('top5_k', 5)} {report['top5']:.1%}  "
-                 f"mean class accuracy {report['mean_class_accuracy']:.1%}",
-                 format_per_class(report["per_class"])]
+                 f"mean class accuracy {report['mean_class_accuracy']:.1%}"]
+        if report["views"] > 1:
+            lines.append(f"  video accuracy (softmax averaged over the views) above; clip accuracy ("
+                         f"{report['num_clips']} clips): top-1 {report['clip_top1']:.1%}  "
+                         f"top-{report.get('top5_k', 5)} {report['clip_top5']:.1%}")
+        lines.append(format_per_class(report["per_class"]))
         if report["skipped"]:
             lines.append(f"skipped {len(report['skipped'])} bad video(s):")
             lines += [f"  {item['message']}" for item in report["skipped"]]
@@ -170,4 +207,4 @@ class ClassifyTask:
         return f"of {len(summary.get('classes', []))} classes", "train.csv, test.csv (path,label), videos/<class>/"
 
 
-__all__ = ["ClassifyTask", "collect_logits"]
+__all__ = ["ClassifyTask", "collect_logits", "collect_views", "views_report"]

@@ -1,13 +1,17 @@
 """Temporal action segmentation metrics: frame accuracy, Edit, F1@k and segment mAP@tIoU.
 
-Frame accuracy, Edit and F1@{10,25,50} follow the evaluation script of MS-TCN / ASFormer
-(``eval.py``): segments are runs of equal frame labels; Edit is the normalised Levenshtein
-distance between the two segment label sequences, averaged over videos; F1@k counts true and false
-positives with IoU >= k over all videos, then computes one F1. The one difference: a predicted
-segment is matched to the best-IoU ground-truth segment of its label *among those not yet
-matched* (the script takes the best over all and counts a false positive when that one is
-already taken); the two agree unless two predicted segments share their best ground truth.
-Everything is on a 0..1 scale (the scripts print 0..100).
+Frame accuracy, Edit and F1@{10,25,50} are those of the evaluation script of MS-TCN / ASFormer
+(``eval.py``, yabufarha/ms-tcn), exactly: segments are runs of equal frame labels (end exclusive),
+and the background class is left out of both sequences, as the script leaves out its
+``bg_class=["background"]`` (here the run's background class, index 0, ``--background``). Edit is
+the normalised Levenshtein distance between the two segment label sequences, averaged over
+videos. F1@k: each predicted segment, in time order, takes the ground-truth segment with the
+highest IoU over *all* ground-truth segments (IoU 0 for another label; the first on a tie); it is
+a true positive when that IoU >= k and that ground truth is not matched yet, else a false
+positive (so two predictions whose best match is the same segment give 1 TP and 1 FP); unmatched
+ground truth are false negatives. TP/FP/FN are summed over all videos, then one F1 is computed.
+The one difference from the script: a video where neither sequence has a segment scores Edit 1.0
+(the script divides 0 by 0). Everything is on a 0..1 scale (the script prints 0..100).
 
 Detection mAP (:func:`segment_map`) follows ActivityNet: per class, predictions of all videos
 sorted by score, each a true positive when its best still-unmatched ground truth of that class in
@@ -100,11 +104,14 @@ def _iou(s1: float, e1: float, s2: float, e2: float) -> float:
 
 
 def segment_counts(pred, target, overlap: float, background: int | None = None) -> tuple[int, int, int]:
-    """(true positives, false positives, false negatives) of predicted segments at IoU >= ``overlap``.
+    """(true positives, false positives, false negatives) of predicted segments at IoU >= ``overlap``,
+    counted as the MS-TCN script's ``f_score`` counts them.
 
-    Predicted segments in time order each take the best-IoU unmatched ground-truth segment of the
-    same label; with IoU >= ``overlap`` it is a true positive, else a false positive. Unmatched
-    ground-truth segments are false negatives.
+    Each predicted segment, in time order, looks at its IoU with every ground-truth segment (0 for
+    another label) and takes the best one (the earliest on a tie), matched or not: a true positive
+    when that IoU >= ``overlap`` and it is not matched yet, else a false positive. Unmatched
+    ground-truth segments are false negatives. ``background``: a class left out of both (None
+    counts every class).
     """
     if not 0.0 <= overlap <= 1.0:
         raise ValueError(f"overlap must be an IoU in [0, 1] (e.g. 0.5 for F1@50); got {overlap}")
@@ -113,13 +120,10 @@ def segment_counts(pred, target, overlap: float, background: int | None = None) 
     used = [False] * len(truth)
     tp = fp = 0
     for label, s, e in predicted:
-        best, best_iou = -1, -1.0
-        for j, (gl, gs, ge) in enumerate(truth):
-            if gl == label and not used[j]:
-                iou = _iou(s, e, gs, ge)
-                if iou > best_iou:
-                    best, best_iou = j, iou
-        if best >= 0 and best_iou >= overlap:
+        # the script's IoU: (min end - max start) / (max end - min start), negative when apart, 0 for another label
+        ious = [(min(e, ge) - max(s, gs)) / (max(e, ge) - min(s, gs)) * (gl == label) for gl, gs, ge in truth]
+        best = max(range(len(ious)), key=ious.__getitem__, default=-1)  # the first of equal maxima
+        if best >= 0 and ious[best] >= overlap and not used[best]:
             used[best] = True
             tp += 1
         else:
@@ -212,8 +216,8 @@ def segmentation_report(
     ``map@0.7``, ``num_videos``, ``per_class`` (rows of :func:`cnnlstm.tasks.metrics.per_class_table` plus
     ``frames``, the labelled frames of the class; ``recall`` is its frame accuracy).
 
-    Edit and F1 count every class, background included (the 50Salads/GTEA convention; Breakfast
-    results leave out "SIL"); mAP leaves out the ``background`` class (None keeps it).
+    Edit, F1 and mAP leave out the ``background`` class (None keeps it), as the MS-TCN script
+    leaves out its ``bg_class`` (``"background"``: GTEA's background; 50Salads has none).
     """
     if len(preds) != len(targets) or (probs is not None and len(probs) != len(preds)):
         raise ValueError(f"need one prediction, target (and probs) per video; got {len(preds)}, {len(targets)}"
@@ -240,9 +244,9 @@ def segmentation_report(
     all_p = torch.cat([p for p, _ in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
     all_t = torch.cat([t for _, t in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
     report["frame_accuracy"] = frame_accuracy(all_p, all_t)
-    report["edit"] = ratio(sum(edit_score(p, t) for p, t in pairs), len(pairs))
+    report["edit"] = ratio(sum(edit_score(p, t, background) for p, t in pairs), len(pairs))
     for overlap in F1_OVERLAPS:
-        counts = [segment_counts(p, t, overlap) for p, t in pairs]
+        counts = [segment_counts(p, t, overlap, background) for p, t in pairs]
         report[f"f1@{round(overlap * 100)}"] = _f1(*(sum(c[i] for c in counts) for i in range(3)))
     for thr, value in segment_map(pred_segs, gt_segs, K, MAP_THRESHOLDS).items():
         report[f"map@{thr}"] = value

@@ -266,23 +266,44 @@ def test_busy_server_answers_503_with_retry_after(server, videos):
     assert uploads_left(server) == []
 
 
-def test_concurrent_uploads_are_served_or_refused_never_500(server, videos):
+class GatedPredictor:
+    """The real Predictor behind a gate: a prediction starts, says so, and waits until the test opens
+    the gate, so the server holds its only slot for as long as the test needs (no sleeps, no race)."""
+
+    def __init__(self, real):
+        self.real, self.entered, self.gate = real, threading.Event(), threading.Event()
+
+    def predict(self, paths):
+        self.entered.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return self.real.predict(paths)
+
+
+def test_concurrent_uploads_beyond_the_slots_get_503_with_retry_after(server, videos):
     data = videos["good"].read_bytes()
+    state = server.app.state
+    gated = GatedPredictor(state.predictor)
 
     def upload(i: int) -> httpx.Response:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             return client.post("/predict", files={"file": (f"clip{i}.mp4", data, "video/mp4")})
 
-    with ThreadPoolExecutor(6) as pool:
-        responses = list(pool.map(upload, range(6)))
-    statuses = [r.status_code for r in responses]
-    assert set(statuses) <= {200, 503}, [r.text for r in responses]
-    assert 200 in statuses
-    for r in responses:
-        if r.status_code == 503:
-            assert r.headers["retry-after"] and r.json()["error"] == "busy"
-        else:
-            assert r.json()["label"] in LABELS
+    real, state.predictor = state.predictor, gated
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            first = pool.submit(upload, 0)
+            assert gated.entered.wait(60), "the first upload never reached the predictor"
+            # the only slot (max_concurrent=1, queue_timeout=0) is held: every other upload is refused
+            others = [f.result(60) for f in [pool.submit(upload, i) for i in range(1, 6)]]
+            gated.gate.set()
+            served = first.result(60)
+    finally:
+        gated.gate.set()
+        state.predictor = real
+    assert served.status_code == 200 and served.json()["label"] in LABELS, served.text
+    for r in others:
+        assert_error(r, 503, "busy")
+        assert int(r.headers["retry-after"]) >= 1
     assert uploads_left(server) == []
 
 

@@ -61,15 +61,62 @@ def test_empty_prediction():
     assert report["map@0.5"] == 0.0 and report["frame_accuracy"] == 0.5
 
 
-def test_a_prediction_takes_the_best_unmatched_ground_truth():
+def test_two_predictions_that_share_their_best_match_give_one_tp_and_one_fp():
     # GT (1,0,8), (0,8,9), (1,9,10); predicted (1,0,3), (0,3,4), (1,4,10)
     target = t([1] * 8 + [0, 1])
     pred = t([1, 1, 1, 0] + [1] * 6)
-    # (1,0,3): IoU 3/8 with GT (1,0,8) -> TP. (0,3,4): IoU 0 with (0,8,9) -> FP.
-    # (1,4,10): IoU 4/10 with the taken (1,0,8), 1/6 with (1,9,10) -> TP with (1,9,10) at 0.1
-    # (the MS-TCN script counts it a FP: its best GT is taken). GT (0,8,9) unmatched -> FN.
-    assert segment_counts(pred, target, 0.1) == (2, 1, 1)
-    assert segment_counts(pred, target, 0.2) == (1, 2, 2)  # 1/6 < 0.2
+    # (1,0,3): IoU 3/8 with GT (1,0,8) -> TP. (0,3,4): its label's GT (0,8,9) lies apart (IoU < 0) -> FP.
+    # (1,4,10): IoU 4/10 with (1,0,8), 1/6 with (1,9,10): the best over all is (1,0,8), already matched
+    # -> FP (as the MS-TCN script; a greedy "best unmatched" rule would count a TP with (1,9,10)).
+    # FN: (0,8,9) and (1,9,10).
+    assert segment_counts(pred, target, 0.1) == (1, 2, 2)
+    assert segment_counts(pred, target, 0.1, background=0) == (1, 1, 1)  # without the class-0 segments
+    # the simplest case: one GT, two predictions inside it
+    assert segment_counts(t([1, 1, 0, 1, 1]), t([1, 1, 1, 1, 1]), 0.1, background=0) == (1, 1, 0)
+
+
+def test_a_tie_goes_to_the_earlier_ground_truth_even_when_it_is_taken():
+    target = t([1, 1, 0, 1, 1])  # GT (1,0,2), (1,3,5)
+    assert segment_counts(t([1, 1, 1, 1, 1]), target, 0.1, background=0) == (1, 0, 1)  # (1,0,5): 2/5 with both
+    target = t([1, 1, 1, 0, 0, 1, 1, 1])  # GT (1,0,3), (1,5,8)
+    pred = t([1, 0, 1, 1, 1, 1, 0, 0])  # (1,0,1): 1/3 with (1,0,3) -> TP; (1,2,6): 1/6 with both -> the first, taken
+    assert segment_counts(pred, target, 0.1, background=0) == (1, 1, 1)
+
+
+def _script_counts(pred: list[int], target: list[int], overlap: float, background: int) -> tuple[int, int, int]:
+    """An independent, vectorised reading of the MS-TCN rule, to compare with on random sequences."""
+    import numpy as np
+
+    def runs(labels):
+        cuts = [0] + [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]] + [len(labels)]
+        return [(labels[a], a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if labels[a] != background]
+
+    p, g = np.array(runs(pred)).reshape(-1, 3), np.array(runs(target)).reshape(-1, 3)
+    inter = np.minimum(p[:, None, 2], g[None, :, 2]) - np.maximum(p[:, None, 1], g[None, :, 1])  # (P, G)
+    union = np.maximum(p[:, None, 2], g[None, :, 2]) - np.minimum(p[:, None, 1], g[None, :, 1])
+    iou = inter / union * (p[:, None, 0] == g[None, :, 0])
+    hit = np.zeros(len(g), bool)
+    tp = 0
+    for row in iou:
+        j = int(row.argmax()) if len(g) else -1
+        if j >= 0 and row[j] >= overlap and not hit[j]:
+            hit[j], tp = True, tp + 1
+    return tp, len(p) - tp, len(g) - int(hit.sum())
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.1, 0.25, 0.5])
+def test_counts_agree_with_the_script_rule_on_random_sequences(overlap):
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        n = int(torch.randint(1, 30, (1,), generator=generator))
+        # few classes and sticky runs, so segments overlap, tie and share best matches
+        target = torch.randint(0, 3, (n,), generator=generator).repeat_interleave(2)[:n]
+        pred = torch.where(torch.rand(n, generator=generator) < 0.3, torch.randint(0, 3, (n,), generator=generator),
+                           target)
+        for background in (0, -1):
+            expected = _script_counts(pred.tolist(), target.tolist(), overlap, background)
+            got = segment_counts(pred, target, overlap, None if background < 0 else background)
+            assert got == expected, (pred.tolist(), target.tolist(), overlap, background)
 
 
 def test_unlabelled_frames_are_dropped():
@@ -106,9 +153,13 @@ def test_segmentation_report_over_two_videos():
     assert report["frame_accuracy"] == pytest.approx(15 / 16)  # one wrong frame in 16
     # edit: video 0 -> 1; video 1: [1, 2, 1, 2] vs [1, 2] -> 1 - 2/4 = 0.5; mean 0.75
     assert report["edit"] == pytest.approx(0.75)
-    # F1 (every class): video 0 TP 5; video 1: (1,0,2) IoU .5 TP, (2,2,3) FP, (1,3,4) FP, (2,4,8) TP
-    # TP 7, FP 2, FN 0 -> P 7/9, R 1, F1 = (14/9) / (16/9) = 0.875 (IoU 0.5 >= 0.5, so the same at @50)
-    assert report["f1@10"] == report["f1@25"] == report["f1@50"] == pytest.approx(0.875)
+    # F1 (background left out): video 0 TP 2 ((1,1,4), (2,5,7)); video 1: (1,0,2) IoU .5 TP, (2,2,3) FP,
+    # (1,3,4) best GT (1,0,4) taken -> FP, (2,4,8) TP. TP 4, FP 2, FN 0 -> P 2/3, R 1, F1 = (4/3) / (5/3) = 0.8
+    # (IoU 0.5 >= 0.5, so the same at @50)
+    assert report["f1@10"] == report["f1@25"] == report["f1@50"] == pytest.approx(0.8)
+    with_background = segmentation_report([pred0, pred1], [target0, target1], None, ["bg", "a", "b"], background=None)
+    # every class: video 0 adds its three background runs as TPs: TP 7, FP 2 -> F1 = (14/9) / (16/9) = 0.875
+    assert with_background["f1@10"] == pytest.approx(0.875)
     # mAP without background, all scores 1.0 (video, then time order):
     # class 1: v0 (1,4) TP, v1 (0,2) IoU .5, v1 (3,4) IoU .25 (GT taken); 2 GT -> AP 1 at .3/.5; at .7: TP, FP, FP -> .5
     # class 2: v0 (5,7) TP, v1 (2,3) FP, v1 (4,8) TP; precision 1, 1/2, 2/3 -> AP = .5*1 + .5*2/3 = 5/6
