@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import SkipLog, good_batches, make_loader
 from . import distributed
-from .health import LabelCounts
+from .health import LabelCounts, LabelStatistics
 
 
 def run_model(model: nn.Module, loader, device: torch.device, rows_of: Callable[[Any, Any], list], *,
@@ -97,7 +97,7 @@ class StepCounter:
 class EpochStats:
     loss: RunningMean = field(default_factory=RunningMean)  # mean training loss over the clips seen
     skips: SkipLog = field(default_factory=SkipLog)  # bad videos dropped from the batches
-    labels: LabelCounts = field(default_factory=LabelCounts)  # the training targets seen (for the health check)
+    labels: LabelStatistics = field(default_factory=LabelCounts)  # the training targets seen (for the health check)
     nonfinite_steps: int = 0  # steps skipped for non-finite gradients
     started: float = field(default_factory=time.perf_counter)
     stopped: bool = False  # the epoch ended early because a stop was asked for
@@ -130,15 +130,16 @@ def optimizer_step(loss: Tensor, opt: Optimization, counter: StepCounter) -> boo
 
 def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: StepCounter, *, epoch: int,
                     batches: range, cfg, device: torch.device, autocast, after_step: Callable[[int, EpochStats], bool],
-                    desc: str = "", progress: bool = False) -> EpochStats:
+                    data=None, desc: str = "", progress: bool = False) -> EpochStats:
     """Train ``model`` (possibly DDP/compiled) on the batches ``batches`` of ``loader``.
 
     ``batches`` is ``range(start_batch, per_epoch)``: the loader yields the epoch's batches from
     ``start_batch`` (a resumed epoch) and the loop stops at ``per_epoch`` (``--limit-batches``).
     ``after_step(batch_index, stats)`` runs after every optimizer step (logs, checkpoints,
-    ``on_step``) and returns True to stop the run; the stats then say ``stopped``.
+    ``on_step``) and returns True to stop the run; the stats then say ``stopped``. ``data`` is the
+    task's :class:`~cnnlstm.tasks.base.TaskData` (its loss and its count of the targets may use it).
     """
-    stats = EpochStats()
+    stats = EpochStats(labels=task.label_counts(data))
     model.train()
     bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=not progress, leave=False)
     for batch_index, batch in enumerate(loader, start=batches.start):
@@ -149,7 +150,7 @@ def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: 
         if len(batch):
             progress_now = (epoch + batch_index / batches.stop) / cfg.epochs  # for scheduled sampling
             with autocast():
-                loss = task.loss(model, batch, device, cfg, progress_now)
+                loss = task.loss(model, batch, device, cfg, progress_now, data)
             if not optimizer_step(loss, opt, counter):
                 stats.nonfinite_steps += 1
             stats.loss.update(loss, len(batch))
