@@ -90,6 +90,7 @@ class TrainConfig:
     length_penalty: float = 1.0  # caption: beam score = log-prob / length ** length_penalty
     smooth: int = 1  # segment: majority filter over this many frames before cutting segments (predict)
     min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour (predict)
+    pos_weight: str | None = None  # multilabel: none | auto (negatives/positives per class, capped at 10) | a number
 
     def __post_init__(self) -> None:
         from .tasks import list_tasks  # the registry imports the task modules: only when a config is made

@@ -69,10 +69,12 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | os.PathLike, *, device: str = "auto", timeout: float = 120.0,
-                 limits: Limits | None = Limits(), topk: int = 5):
+                 limits: Limits | None = Limits(), topk: int = 5, threshold: float = 0.5):
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise ValueError(f"threshold must be a probability in [0, 1]; got {threshold!r}")
         self.loaded = load_run(run_dir, device=device)
         self.transform = eval_transform(self.loaded.data_cfg)
-        self.timeout, self.limits, self.topk = timeout, limits, topk
+        self.timeout, self.limits, self.topk, self.threshold = timeout, limits, topk, float(threshold)
         self._pool: IsolatedPool | None = None
         self._lock = threading.Lock()
 
@@ -127,12 +129,13 @@ class Predictor:
                "frame_times": [round(float(i) / fps, 4) for i in indices], **facts}
         clip = self.transform(frames)[None].to(loaded.device)  # (1, T, C, S, S)
         with torch.inference_mode():
-            part = loaded.task.predict_row(loaded, clip, torch.tensor(row["frame_times"]), facts, topk=self.topk)
+            part = loaded.task.predict_row(loaded, clip, torch.tensor(row["frame_times"]), facts, topk=self.topk,
+                                           threshold=self.threshold)
         return {**row, **part}
 
 def predict(run_dir: str | os.PathLike, videos: Sequence[str | os.PathLike], *, topk: int = 5, device: str = "auto",
             plot: str | os.PathLike | None = None, timeout: float = 120.0,
-            limits: Limits | None = Limits()) -> list[dict]:
+            limits: Limits | None = Limits(), threshold: float = 0.5) -> list[dict]:
     """Label each video; a bad video gets ``{"path", "error", "reason"}`` instead of a prediction.
 
     Every result has path, label, score, frame_indices, frame_times (seconds) and the video's
@@ -140,9 +143,11 @@ def predict(run_dir: str | os.PathLike, videos: Sequence[str | os.PathLike], *, 
     weight per sampled frame) for attention models; segmentation adds ``frame_labels``,
     ``frame_scores`` and ``segments`` [{label, start, end, score}] in seconds (label = the
     action with most frames); captioning adds ``caption``, ``words`` and ``word_attention``
-    (one row of weights over the sampled frames per generated word).
+    (one row of weights over the sampled frames per generated word); multi-label runs add ``labels``
+    ([label, score] for every class whose probability is at least ``threshold``) and ``threshold``.
     """
-    with Predictor(run_dir, device=device, timeout=timeout, limits=limits, topk=topk) as predictor:
+    with Predictor(run_dir, device=device, timeout=timeout, limits=limits, topk=topk,
+                   threshold=threshold) as predictor:
         return predictor.predict(videos, plot=plot)
 
 
@@ -169,6 +174,8 @@ def add_parser(sub) -> None:
     p.add_argument("run", help="run directory written by cnnlstm train")
     p.add_argument("videos", nargs="+", help="video files")
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="multi-label runs: list every class with a probability at least this")
     p.add_argument("--json", action="store_true", help="print JSON: one object per video")
     p.add_argument("--plot", default=None, help="PNG: sampled frames with attention weights (suffix _i per video)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to decode one video")
@@ -194,7 +201,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Label videos with a trained run; each is decoded in an isolated worker with a timeout."""
-    results = predict(args.run, args.videos, topk=args.topk, device=args.device, plot=args.plot, timeout=args.timeout)
+    results = predict(args.run, args.videos, topk=args.topk, device=args.device, plot=args.plot, timeout=args.timeout,
+                      threshold=args.threshold)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

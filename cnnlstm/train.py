@@ -146,7 +146,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                 stats = train_one_epoch(p.model, p.loader, t.task, p.opt, t.counter, epoch=epoch,
                                         batches=range(start_batch, p.per_epoch), cfg=cfg, device=info.device,
                                         autocast=t.autocast, after_step=_after_step(t, p, epoch, stop, on_step),
-                                        shard=(info.rank, info.world_size),
+                                        shard=(info.rank, info.world_size), data=t.data,
                                         desc=f"epoch {epoch + 1}/{cfg.epochs} [{phase.name}]"
                                         + (" NOT LEARNING" if t.health.warned else ""),
                                         progress=info.is_main and cfg.progress)
@@ -200,7 +200,7 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
     precision = pick_precision(cfg.precision, info.device)
     scaler = torch.amp.GradScaler(info.device.type, enabled=precision == "fp16")
     t = Training(cfg, info, say, task, data, model, train_ds, val_ds, precision, scaler, Checkpoints(cfg.out),
-                 health=LearningHealth(cfg.warmup_epochs))
+                 health=LearningHealth(cfg.warmup_epochs, labels=task.label_counts(data)))
     say(f"recipe {model_recipe(cfg.model)}: " + ", ".join(f"{k} {getattr(cfg, k)}" for k in RECIPE_KEYS
                                                         if getattr(cfg, k) is not None) + f", schedule {cfg.schedule}")
     if info.is_main:
@@ -308,7 +308,7 @@ def _end_epoch(t: Training, p: PhaseRun, epoch: int, stats: EpochStats) -> bool:
         f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     if stats.skips.items:
         t.say(stats.skips.summary())
-    t.health.labels.add(stats.labels.counts)
+    t.health.labels.merge(stats.labels)
     warning = t.health.check(epoch + 1, row["train_loss"], row.get("val_top1"))
     if warning:
         t.say(f"warning: {warning}")

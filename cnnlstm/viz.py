@@ -117,7 +117,7 @@ def plot_curves(rows: Sequence[Mapping], path: str | os.PathLike, *, loss_keys: 
     """Loss and accuracy vs epoch from ``metrics.jsonl`` rows; any key may be missing in a row.
 
     By default the loss panel shows keys ending in ``loss`` (plus ``lr`` on a log axis) and the
-    score panel shows keys containing ``top``/``acc`` or ending in ``f1``. Changes of ``phase``
+    score panel shows keys containing ``top``/``acc``/``map`` or ending in ``f1``. Changes of ``phase``
     are shaded and labelled.
     """
     rows = list(rows)
@@ -126,7 +126,7 @@ def plot_curves(rows: Sequence[Mapping], path: str | os.PathLike, *, loss_keys: 
     keys = sorted({k for r in rows for k, v in r.items() if _number(v)})
     loss_keys = list(loss_keys) if loss_keys is not None else [k for k in keys if k.endswith("loss")]
     score_keys = list(score_keys) if score_keys is not None else [
-        k for k in keys if ("top" in k or "acc" in k or k.endswith("f1")) and k not in loss_keys]
+        k for k in keys if ("top" in k or "acc" in k or "map" in k or k.endswith("f1")) and k not in loss_keys]
     xs, xlabel = _curve_x(rows)
 
     def series(key: str) -> tuple[list[float], list[float]]:

@@ -53,12 +53,16 @@ def _streamable_models() -> list[str]:
 
 def stream(run: LoadedRun | str | os.PathLike, source: str | os.PathLike, *, every: int = 1, fps: float | None = None,
            reset_every: int = 0, reset_on_cut: float = 0.0, reconnect: int = 0, max_frames: int | None = None,
-           open_timeout: float = 10.0, read_timeout: float = 10.0, device: str = "auto") -> Iterator[dict]:
+           open_timeout: float = 10.0, read_timeout: float = 10.0, device: str = "auto",
+           threshold: float = 0.5) -> Iterator[dict]:
     """Label ``source`` frame by frame with a causal model; yields one dict per processed frame.
 
     Frame dict: ``source``, ``frame`` (index in the source), ``time`` (s, from the pts), ``label``,
     ``score``, ``topk`` ([[label, p], ...], k <= 3), ``fps`` (smoothed processing rate, frames
-    per wall-clock second) and ``reset`` (the state was reset just before this frame).
+    per wall-clock second) and ``reset`` (the state was reset just before this frame); the run's
+    task scores the classes (:meth:`~cnnlstm.tasks.base.Task.label_scores`): runs that score each
+    class on its own (multi-label) add ``labels``, every [label, p] at or above ``threshold``, and
+    ``threshold``.
     Events: ``{"source", "event": "reconnect", "attempt", "message"}`` before reopening a live
     source, ``{"source", "event": "error", "reason", "message"}`` when a source fails (a folder
     goes on with its next file).
@@ -83,6 +87,8 @@ def stream(run: LoadedRun | str | os.PathLike, source: str | os.PathLike, *, eve
         raise ValueError(f"reconnect must be an integer >= 0; got {reconnect!r}")
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
         raise ValueError(f"max_frames must be an integer >= 1 or None; got {max_frames!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be a probability in [0, 1]; got {threshold!r}")
     if open_timeout <= 0 or read_timeout <= 0:
         raise ValueError(f"timeouts must be > 0 seconds; got open_timeout={open_timeout}, read_timeout={read_timeout}")
     from ..run import LoadedRun, load_run
@@ -97,20 +103,21 @@ def stream(run: LoadedRun | str | os.PathLike, source: str | os.PathLike, *, eve
         )
     runner = _Runner(loaded, every=every, fps=fps, reset_every=reset_every, reset_on_cut=reset_on_cut,
                      reconnect=reconnect,
-                     max_frames=max_frames, timeouts=(open_timeout, read_timeout))
+                     max_frames=max_frames, timeouts=(open_timeout, read_timeout), threshold=float(threshold))
     return runner.run(os.fspath(source))
 
 
 class _Runner:
     """The streaming loop; holds the model, the options and the counters shared by a folder's files."""
 
-    def __init__(self, loaded: LoadedRun, *, every, fps, reset_every, reset_on_cut, reconnect, max_frames, timeouts):
+    def __init__(self, loaded: LoadedRun, *, every, fps, reset_every, reset_on_cut, reconnect, max_frames, timeouts,
+                 threshold=0.5):
         from ..data.transforms import eval_transform
 
         self.loaded, self.transform = loaded, eval_transform(loaded.data_cfg)
         self.every, self.period = every, (1.0 / fps if fps else 0.0)
         self.reset_every, self.reset_on_cut, self.reconnect = reset_every, reset_on_cut, reconnect
-        self.max_frames, self.timeouts = max_frames, timeouts
+        self.max_frames, self.timeouts, self.threshold = max_frames, timeouts, threshold
         self.processed = 0
         self._interval: float | None = None  # smoothed seconds between processed frames
         self._last_wall = time.perf_counter()
@@ -197,12 +204,17 @@ class _Runner:
         wall = time.perf_counter()
         dt, self._last_wall = wall - self._last_wall, wall
         self._interval = dt if self._interval is None else (1 - _FPS_SMOOTHING) * self._interval + _FPS_SMOOTHING * dt
-        classes = self.loaded.classes
-        top = logits.softmax(-1).topk(min(TOPK, len(classes)))
-        topk = [[classes[int(c)], round(float(p), 6)] for p, c in zip(top.values, top.indices, strict=True)]
-        return {"source": name, "frame": index, "time": round(now, 4), "label": topk[0][0], "score": topk[0][1],
-                "topk": topk,
+        answer = self.loaded.task.label_scores(self.loaded, logits, topk=TOPK, threshold=self.threshold)
+        return {"source": name, "frame": index, "time": round(now, 4), **answer,
                 "fps": round(1 / self._interval, 2) if self._interval > 0 else 0.0, "reset": reset}
+
+
+def _answer(item: dict) -> str:
+    """The printed answer of a frame: its label and score, or every label at or above the threshold."""
+    if "labels" not in item:
+        return f"{item['label']} {item['score']:.1%}"
+    shown = ", ".join(f"{label} {score:.1%}" for label, score in item["labels"])
+    return shown or f"(no label at or above {item['threshold']:.0%})"
 
 
 def _error_event(exc: VideoError) -> dict:
@@ -267,6 +279,8 @@ def add_parser(sub) -> None:
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="S", help="seconds to open a live source")
     p.add_argument("--read-timeout", type=float, default=10.0, metavar="S",
                    help="seconds without data before a source counts as stalled")
+    p.add_argument("--threshold", type=float, default=0.5, metavar="P",
+                   help="multi-label runs: print every label with a probability at least P")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_stream)
 
@@ -277,7 +291,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
     try:
         frames = stream(args.run, args.source, every=args.every, fps=args.fps, reset_every=args.reset_every,
                         reset_on_cut=args.reset_on_cut, reconnect=args.reconnect, max_frames=args.max_frames,
-                        open_timeout=args.open_timeout, read_timeout=args.read_timeout, device=args.device)
+                        open_timeout=args.open_timeout, read_timeout=args.read_timeout, device=args.device,
+                        threshold=args.threshold)
     except (ValueError, FileNotFoundError) as exc:
         print(f"cnnlstm stream: {exc}", file=sys.stderr)
         return 2
@@ -292,8 +307,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         else:
             if item["source"] != current and os.path.isdir(args.source):
                 print(f"== {item['source']}")
-            print(f"frame {item['frame']}  t={item['time']:.2f}s  {item['label']} {item['score']:.1%}  "
-                  f"{item['fps']:.1f} fps"
+            print(f"frame {item['frame']}  t={item['time']:.2f}s  {_answer(item)}  {item['fps']:.1f} fps"
                   + ("  (reset)" if item["reset"] else ""), flush=True)
         if "event" not in item:
             current = item["source"]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..data.datasets import SkipLog, good_batches, make_loader
 from ..models.dropout import batch_rows, step_seed
 from . import distributed
-from .health import LabelCounts
+from .health import LabelCounts, LabelStatistics
 
 
 def run_model(model: nn.Module, loader, device: torch.device, rows_of: Callable[[Any, Any], list], *,
@@ -98,7 +98,7 @@ class StepCounter:
 class EpochStats:
     loss: RunningMean = field(default_factory=RunningMean)  # mean training loss over the clips seen
     skips: SkipLog = field(default_factory=SkipLog)  # bad videos dropped from the batches
-    labels: LabelCounts = field(default_factory=LabelCounts)  # the training targets seen (for the health check)
+    labels: LabelStatistics = field(default_factory=LabelCounts)  # the training targets seen (for the health check)
     nonfinite_steps: int = 0  # steps skipped for non-finite gradients
     started: float = field(default_factory=time.perf_counter)
     stopped: bool = False  # the epoch ended early because a stop was asked for
@@ -131,20 +131,21 @@ def optimizer_step(loss: Tensor, opt: Optimization, counter: StepCounter) -> boo
 
 def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: StepCounter, *, epoch: int,
                     batches: range, cfg, device: torch.device, autocast, after_step: Callable[[int, EpochStats], bool],
-                    desc: str = "", progress: bool = False, shard: tuple[int, int] = (0, 1)) -> EpochStats:
+                    data=None, desc: str = "", progress: bool = False, shard: tuple[int, int] = (0, 1)) -> EpochStats:
     """Train ``model`` (possibly DDP/compiled) on the batches ``batches`` of ``loader``.
 
     ``batches`` is ``range(start_batch, per_epoch)``: the loader yields the epoch's batches from
     ``start_batch`` (a resumed epoch) and the loop stops at ``per_epoch`` (``--limit-batches``).
     ``after_step(batch_index, stats)`` runs after every optimizer step (logs, checkpoints,
-    ``on_step``) and returns True to stop the run; the stats then say ``stopped``. ``shard`` is
-    (rank, world size): this process holds its slice of each global batch of ``cfg.batch_size``,
-    and dropout masks are drawn per global-batch row (:mod:`cnnlstm.models.dropout`), so they do
-    not depend on the number of processes.
+    ``on_step``) and returns True to stop the run; the stats then say ``stopped``. ``data`` is the
+    task's :class:`~cnnlstm.tasks.base.TaskData` (its loss and its count of the targets may use it).
+    ``shard`` is (rank, world size): this process holds its slice of each global batch of
+    ``cfg.batch_size``, and dropout masks are drawn per global-batch row
+    (:mod:`cnnlstm.models.dropout`), so they do not depend on the number of processes.
     """
     rank, world_size = shard
     per_rank = cfg.batch_size // world_size
-    stats = EpochStats()
+    stats = EpochStats(labels=task.label_counts(data))
     model.train()
     bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=not progress, leave=False)
     for batch_index, batch in enumerate(loader, start=batches.start):
@@ -157,7 +158,7 @@ def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: 
             rows = batch_rows(step_seed(cfg.seed, counter.step), total=cfg.batch_size, start=rank * per_rank,
                               size=len(batch))
             with autocast(), rows:
-                loss = task.loss(model, batch, device, cfg, progress_now)
+                loss = task.loss(model, batch, device, cfg, progress_now, data)
             if not optimizer_step(loss, opt, counter):
                 stats.nonfinite_steps += 1
             stats.loss.update(loss, len(batch))

@@ -3,6 +3,7 @@
 - ``classify``: one label per clip (action recognition).
 - ``segment``: one label per sampled frame (temporal action segmentation), from a segments file.
 - ``caption``: a sentence per clip (encoder-decoder with attention over the frames).
+- ``multilabel``: every action a clip shows (a sigmoid per class), from a ``path,labels`` file.
 
 Each task is a unit (a folder with its task, metrics, plots and synthetic data) implementing the
 :class:`~cnnlstm.tasks.base.Task` protocol. This module is the registry: a dict plus
@@ -17,6 +18,7 @@ import difflib
 from .base import Task, TaskData, teacher_forcing_ratio
 from .caption.task import CaptionTask
 from .classify.task import ClassifyTask
+from .multilabel.task import MultiLabelTask
 from .segment.task import SegmentTask
 
 _TASKS: dict[str, Task] = {}
@@ -50,14 +52,16 @@ def get_task(name: str) -> Task:
 
 
 def task_of_model(model) -> Task:
-    """The registered task whose output ``model`` produces."""
+    """The first registered task whose output ``model`` produces (tasks that read the same output,
+    such as ``classify`` and ``multilabel`` for clip logits, share their models: the first is the
+    one that names the output)."""
     for task in _TASKS.values():
         if task.fits(model):
             return task
     raise ValueError(f"no registered task fits {type(model).__name__}; tasks: {list_tasks()}")
 
 
-for _task in (ClassifyTask, SegmentTask, CaptionTask):
+for _task in (ClassifyTask, SegmentTask, CaptionTask, MultiLabelTask):
     register_task(_task)
 
 __all__ = ["Task", "TaskData", "register_task", "get_task", "list_tasks", "task_of_model", "teacher_forcing_ratio"]

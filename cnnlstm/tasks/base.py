@@ -22,6 +22,7 @@ from ..data.annotations.formats import VideoList
 
 if TYPE_CHECKING:
     from ..data.synth import SynthConfig
+    from ..engine.health import LabelStatistics
     from ..run import LoadedRun
 
 
@@ -68,8 +69,14 @@ class Task(Protocol):
     def load_state(self, run: Path) -> Any:
         """Read back what :meth:`save` wrote (None when nothing)."""
 
-    def loss(self, model: torch.nn.Module, batch, device: torch.device, cfg, progress: float) -> torch.Tensor:
-        """The loss of one batch; ``progress`` in [0, 1] is how far training is (scheduled sampling)."""
+    def loss(self, model: torch.nn.Module, batch, device: torch.device, cfg, progress: float,
+             data: TaskData) -> torch.Tensor:
+        """The loss of one batch; ``progress`` in [0, 1] is how far training is (scheduled sampling);
+        ``data`` is what :meth:`load` made (e.g. class weights from the training labels)."""
+
+    def label_counts(self, data: TaskData) -> LabelStatistics:
+        """An empty accumulator of training targets for the learning-health check
+        (:mod:`cnnlstm.engine.health`): it knows what predicting the label prior costs in this task's loss."""
 
     def validate(self, model, loader, device, autocast, data: TaskData, cfg, info) -> tuple[dict, float, Any]:
         """Validation metrics (keys ``val_*``), the selection score, and what :meth:`final_plot` needs."""
@@ -83,8 +90,16 @@ class Task(Protocol):
         """The evaluation report of a trained run on an annotation file (JSON-ready)."""
 
     def predict_row(self, loaded: LoadedRun, clip: torch.Tensor, times: torch.Tensor, facts: dict, *,
-                    topk: int) -> dict:
-        """The task's part of one video's prediction: ``clip`` (1, T, C, S, S), ``times`` (T,) seconds."""
+                    topk: int, threshold: float = 0.5) -> dict:
+        """The task's part of one video's prediction: ``clip`` (1, T, C, S, S), ``times`` (T,) seconds.
+        ``threshold`` is the score above which a class counts as present, for tasks that score every
+        class on its own (others ignore it)."""
+
+    def label_scores(self, loaded: LoadedRun, logits: torch.Tensor, *, topk: int, threshold: float = 0.5) -> dict:
+        """One output's logits (K,) (a clip so far, or one frame, as ``stream`` sees them) as the task's
+        answer: ``label`` and ``score`` (the best class), ``topk`` ([[label, score], ...]) and, for tasks
+        that score every class on its own, ``labels`` (every class at or above ``threshold``) and
+        ``threshold``. Scores are rounded to 6 decimals."""
 
     def plot_prediction(self, loaded: LoadedRun, frames: torch.Tensor, row: dict, path: Path) -> str:
         """A PNG of one prediction over its frames uint8 (T, C, H, W); returns the path."""
@@ -103,6 +118,13 @@ class Task(Protocol):
         """What ``cnnlstm synth`` says it wrote: what the videos hold, and the files."""
 
 
+def softmax_scores(logits: torch.Tensor, classes: list[str], *, topk: int) -> dict:
+    """:meth:`Task.label_scores` of the tasks that pick one class per output: softmax over logits (K,)."""
+    top = logits.float().softmax(-1).topk(min(topk, len(classes)))
+    ranked = [[classes[int(c)], round(float(p), 6)] for p, c in zip(top.values, top.indices, strict=True)]
+    return {"label": ranked[0][0], "score": ranked[0][1], "topk": ranked}
+
+
 def teacher_forcing_ratio(cfg, progress: float) -> float:
     """Scheduled sampling: ``teacher_forcing`` at the start of training, linearly to
     ``teacher_forcing_end`` (when set) at the end; ``progress`` in [0, 1]."""
@@ -111,4 +133,4 @@ def teacher_forcing_ratio(cfg, progress: float) -> float:
     return cfg.teacher_forcing + (cfg.teacher_forcing_end - cfg.teacher_forcing) * min(max(progress, 0.0), 1.0)
 
 
-__all__ = ["Task", "TaskData", "teacher_forcing_ratio"]
+__all__ = ["Task", "TaskData", "softmax_scores", "teacher_forcing_ratio"]

@@ -30,13 +30,20 @@ from cnnlstm.run import build_model, load_run
 CLASSES = ["walk", "run", "jump"]  # K = 3 = top-k, so each frame dict holds the whole distribution
 
 
-def make_run(folder: Path, model: str = "cnn_lstm") -> Path:
-    """A run directory with random weights: config.yaml, labels.json, model.safetensors."""
+def make_run(folder: Path, model: str = "cnn_lstm", *, task: str = "classify",
+             bias: list[float] | None = None) -> Path:
+    """A run directory with random weights: config.yaml, labels.json, model.safetensors. ``bias``
+    (K,): a head that ignores its input and answers these logits."""
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(model=model, backbone="test_tiny", size=32, hidden_size=16)
+    cfg = TrainConfig(model=model, backbone="test_tiny", size=32, hidden_size=16, task=task)
     (folder / "config.yaml").write_text(dump_yaml(cfg))
     (folder / "labels.json").write_text(json.dumps(CLASSES))
-    save_weights(build_model(cfg, len(CLASSES)), folder / "model.safetensors")
+    net = build_model(cfg, len(CLASSES))
+    if bias is not None:
+        with torch.no_grad():
+            net.head.fc.weight.zero_()
+            net.head.fc.bias.copy_(torch.tensor(bias))
+    save_weights(net, folder / "model.safetensors")
     return folder
 
 
@@ -105,6 +112,35 @@ def test_a_per_frame_model_labels_each_frame_as_on_the_whole_clip(runs, video):
     events = list(stream(runs["seq2seq_cnn_lstm"], video, device="cpu"))
     assert len(events) == 12
     torch.testing.assert_close(torch.stack([probs(e) for e in events]), per_frame, atol=1e-4, rtol=0)
+
+
+@torch.inference_mode()
+def test_a_multi_label_run_streams_a_sigmoid_per_class_and_every_label_above_the_threshold(tmp_path, video):
+    run = make_run(tmp_path / "ml", task="multilabel")
+    model, clip = reference(run, video)
+    events = list(stream(run, video, threshold=0.5))
+    for t in (0, 11):
+        expected = model(clip[:, : t + 1]).logits[0].float().sigmoid()  # (K,): classes do not compete
+        torch.testing.assert_close(probs(events[t]), expected, atol=1e-4, rtol=0)
+        assert events[t]["labels"] == [[c, p] for c, p in events[t]["topk"] if p >= 0.5]
+        assert events[t]["label"] == events[t]["topk"][0][0] and events[t]["threshold"] == 0.5
+    assert set(events[0]) == {"source", "frame", "time", "label", "score", "labels", "threshold", "topk", "fps",
+                              "reset"}
+    assert all(len(e["labels"]) == 3 for e in stream(run, video, threshold=0.0, max_frames=2))
+    with pytest.raises(ValueError, match="threshold"):
+        stream(run, video, threshold=1.5)
+
+
+def test_the_cli_prints_every_label_of_a_multi_label_run(tmp_path, video, capsys):
+    run = make_run(tmp_path / "ml", task="multilabel", bias=[4.0, -4.0, 3.0])  # walk 98.2%, run 1.8%, jump 95.3%
+    assert main(["stream", str(run), str(video), "--max-frames", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all("walk 98.2%, jump 95.3%" in line and "run" not in line for line in lines)
+    assert main(["stream", str(run), str(video), "--max-frames", "1", "--threshold", "0.99"]) == 0
+    assert "(no label at or above 99%)" in capsys.readouterr().out
+    assert main(["stream", str(run), str(video), "--max-frames", "1", "--json"]) == 0
+    event = json.loads(capsys.readouterr().out)
+    assert [label for label, _ in event["labels"]] == ["walk", "jump"] and event["label"] == "walk"
 
 
 @torch.inference_mode()

@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-pixels", type=int, default=3840 * 2160, help="reject larger frames (width*height; 422)")
     p.add_argument("--max-concurrent", type=int, default=2, help="predictions at once; more wait briefly, then 503")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to decode one upload")
+    p.add_argument("--threshold", type=float, default=0.5, help="multi-label runs: list every label with a "
+                   "probability at least this")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_serve)
 
@@ -43,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(args.run, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
                          max_pixels=args.max_pixels, max_concurrent=args.max_concurrent, timeout=args.timeout,
-                         device=args.device)
+                         device=args.device, threshold=args.threshold)
     except (FileNotFoundError, ValueError) as exc:
         print(f"cnnlstm serve: {exc}", file=sys.stderr)
         return 2

@@ -49,16 +49,20 @@ _PAGE_HEADERS = {
 
 def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_duration_s: float = 600,
                max_pixels: int = 3840 * 2160, max_concurrent: int = 2, timeout: float = 60.0, device: str = "auto",
-               queue_timeout: float = 2.0, upload_dir: str | os.PathLike | None = None) -> FastAPI:
+               queue_timeout: float = 2.0, upload_dir: str | os.PathLike | None = None,
+               threshold: float = 0.5) -> FastAPI:
     """The FastAPI app serving the run in ``run_dir``; its Predictor loads at startup, closes at shutdown.
 
     ``max_pixels`` (width * height) and ``max_duration_s`` are checked when the upload is probed,
     before any frame is decoded; ``timeout`` bounds decoding one upload (seconds). Uploads are
-    written to ``upload_dir`` (default: a fresh temp folder, removed at shutdown).
+    written to ``upload_dir`` (default: a fresh temp folder, removed at shutdown). ``threshold``:
+    a multi-label run's prediction lists every class with a probability at least this.
     """
     if max_concurrent < 1 or not max_upload_mb > 0 or not timeout > 0 or queue_timeout < 0:
         raise ValueError(f"need max_concurrent >= 1, max_upload_mb > 0, timeout > 0 and queue_timeout >= 0; got "
                          f"{max_concurrent}, {max_upload_mb}, {timeout} and {queue_timeout}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be a probability in [0, 1]; got {threshold!r}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a directory; pass a run directory written by `cnnlstm train`")
@@ -66,7 +70,7 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
     app = FastAPI(title="cnnlstm", docs_url=None, redoc_url=None,
                   lifespan=_lifespan(run_dir, max_pixels=max_pixels, max_duration_s=max_duration_s,
                                      max_concurrent=max_concurrent, timeout=timeout, device=device,
-                                     upload_dir=upload_dir))
+                                     upload_dir=upload_dir, threshold=threshold))
     _add_error_handlers(app)
     _add_routes(app, max_bytes=int(max_upload_mb * 2**20), max_uploading=4 * max_concurrent,
                 max_concurrent=max_concurrent, queue_timeout=queue_timeout, timeout=timeout)
@@ -75,7 +79,7 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
 
 
 def _lifespan(run_dir: Path, *, max_pixels: int, max_duration_s: float, max_concurrent: int, timeout: float,
-              device: str, upload_dir):
+              device: str, upload_dir, threshold: float = 0.5):
     """Load the Predictor and the probe worker at startup, close them (and the upload folder) at shutdown."""
 
     @asynccontextmanager
@@ -95,7 +99,7 @@ def _lifespan(run_dir: Path, *, max_pixels: int, max_duration_s: float, max_conc
         state.probe_pool = state.predictor = None
         try:
             state.probe_pool = IsolatedPool(1, timeout=min(timeout, 30.0))
-            state.predictor = Predictor(run_dir, device=device, timeout=timeout, limits=limits)
+            state.predictor = Predictor(run_dir, device=device, timeout=timeout, limits=limits, threshold=threshold)
             log.info("serving %s from %s (uploads in %s)", state.predictor.info().get("model"), run_dir, directory)
             yield
         finally:

@@ -22,9 +22,10 @@ from ...data.collate import IGNORE_INDEX
 from ...data.datasets import VideoDataset, make_loader
 from ...data.transforms import eval_transform
 from ...engine import distributed
+from ...engine.health import LabelCounts
 from ...engine.io import atomic_write_json
 from ...engine.loop import run_model
-from ..base import TaskData, teacher_forcing_ratio
+from ..base import TaskData, softmax_scores, teacher_forcing_ratio
 from .generate import generate
 from .metrics import caption_report
 from .text import CaptionTargets, Vocabulary
@@ -110,7 +111,10 @@ class CaptionTask:
             raise FileNotFoundError(f"{run} is a captioning run without vocab.json")
         return Vocabulary.load(run / "vocab.json")
 
-    def loss(self, model, batch, device, cfg, progress: float) -> Tensor:
+    def label_counts(self, data: TaskData) -> LabelCounts:
+        return LabelCounts()
+
+    def loss(self, model, batch, device, cfg, progress: float, data: TaskData) -> Tensor:
         tokens = batch.labels.to(device)  # (B, L) <bos> w1 .. wn <eos>, padded with IGNORE_INDEX
         out = model(batch.clips.to(device, non_blocking=True), batch.lengths.to(device),
                     captions=tokens[:, :-1].clamp(min=0), teacher_forcing=teacher_forcing_ratio(cfg, progress))
@@ -152,7 +156,8 @@ class CaptionTask:
                                 for r in rows])
         return report
 
-    def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int) -> dict:
+    def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int,
+                    threshold: float = 0.5) -> dict:
         """The caption, its words (one per generated token, so they line up with the attention rows;
         a final ``<eos>`` row is the weights that ended the caption) and the attention per word."""
         cfg, vocab = loaded.cfg, loaded.state
@@ -164,6 +169,9 @@ class CaptionTask:
             if attention is not None else []
         return {"label": caption, "caption": caption, "score": float(out["score"]),
                 "words": [vocab.tokens[t] for t in out["tokens"]], "word_attention": word_attention}
+
+    def label_scores(self, loaded, logits: Tensor, *, topk: int, threshold: float = 0.5) -> dict:
+        return softmax_scores(logits, loaded.classes, topk=topk)
 
     def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:
         from .viz import plot_caption_attention

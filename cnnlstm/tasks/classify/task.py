@@ -21,8 +21,9 @@ from ...data.collate import IGNORE_INDEX
 from ...data.datasets import VideoDataset, make_loader
 from ...data.transforms import average_views, eval_transform
 from ...engine import distributed
+from ...engine.health import LabelCounts
 from ...engine.loop import run_model
-from ..base import TaskData
+from ..base import TaskData, softmax_scores
 from .metrics import classification_report, format_per_class, topk_accuracy
 
 
@@ -120,7 +121,10 @@ class ClassifyTask:
     def load_state(self, run: Path) -> None:
         return None
 
-    def loss(self, model, batch, device, cfg, progress: float) -> Tensor:
+    def label_counts(self, data: TaskData) -> LabelCounts:
+        return LabelCounts()
+
+    def loss(self, model, batch, device, cfg, progress: float, data: TaskData) -> Tensor:
         out = model(batch.clips.to(device, non_blocking=True), batch.lengths.to(device))
         return F.cross_entropy(out.logits.float(), batch.labels.to(device))
 
@@ -159,7 +163,8 @@ class ClassifyTask:
                                                       loaded.run / "plots" / f"confusion_{name}.png")
         return report
 
-    def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int) -> dict:
+    def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int,
+                    threshold: float = 0.5) -> dict:
         classes = loaded.classes
         out = loaded.model(clip)
         probs = out.logits.float().softmax(-1)[0].cpu()  # (K,)
@@ -169,6 +174,9 @@ class ClassifyTask:
         if out.attention is not None:
             row["attention"] = [round(float(a), 6) for a in out.attention[0]]
         return row
+
+    def label_scores(self, loaded, logits: Tensor, *, topk: int, threshold: float = 0.5) -> dict:
+        return softmax_scores(logits, loaded.classes, topk=topk)
 
     def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:
         from ...viz import plot_frame_strip

@@ -21,8 +21,9 @@ from ...data.datasets import VideoDataset, make_loader
 from ...data.transforms import eval_transform
 from ...engine import distributed
 from ...engine.checkpoint import unwrap
+from ...engine.health import LabelCounts
 from ...engine.loop import run_model
-from ..base import TaskData, teacher_forcing_ratio
+from ..base import TaskData, softmax_scores, teacher_forcing_ratio
 from .metrics import segmentation_report
 from .segments import SegmentTargets, labels_to_segments
 
@@ -90,7 +91,10 @@ class SegmentTask:
     def load_state(self, run: Path) -> None:
         return None
 
-    def loss(self, model, batch, device, cfg, progress: float) -> Tensor:
+    def label_counts(self, data: TaskData) -> LabelCounts:
+        return LabelCounts()
+
+    def loss(self, model, batch, device, cfg, progress: float, data: TaskData) -> Tensor:
         clips, lengths = batch.clips.to(device, non_blocking=True), batch.lengths.to(device)
         if getattr(unwrap(model), "autoregressive", False):
             out = model(clips, lengths, targets=batch.labels.to(device),
@@ -146,7 +150,8 @@ class SegmentTask:
                 for i, r in enumerate(rows[:4])]
         return report
 
-    def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int) -> dict:
+    def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int,
+                    threshold: float = 0.5) -> dict:
         """Per-frame probabilities -> frame labels, segments in seconds, the dominant action."""
         classes, cfg = loaded.classes, loaded.cfg
         probs = loaded.model(clip).logits.float()[0].softmax(-1).cpu()  # (T, K)
@@ -161,6 +166,9 @@ class SegmentTask:
                 "frame_labels": [classes[int(c)] for c in pred],
                 "frame_scores": [round(float(p), 6) for p in probs.max(-1).values],
                 "segments": [{**s, "label": classes[int(s["label"])]} for s in segments]}
+
+    def label_scores(self, loaded, logits: Tensor, *, topk: int, threshold: float = 0.5) -> dict:
+        return softmax_scores(logits, loaded.classes, topk=topk)
 
     def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:
         from ...viz import plot_frame_strip

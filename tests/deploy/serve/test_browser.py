@@ -1,7 +1,8 @@
 """The web page of ``cnnlstm serve`` in a real headless Chromium (the system one, driven by Playwright).
 
 Loads the page from a real server, sets the file input to a test video, and waits for the label,
-the timeline cells and the top-k bars. Skips (loudly) where Chromium or Playwright is missing;
+the timeline cells and the top-k bars (for a multi-label run: every label above the threshold,
+bars marked at the threshold). Skips (loudly) where Chromium or Playwright is missing;
 CI (.ci/run) installs Debian's chromium so it runs there.
 """
 from __future__ import annotations
@@ -69,4 +70,33 @@ def test_page_shows_a_prediction(browser, server, tmp_path):
     page.wait_for_selector("#error:not([hidden])", timeout=30_000)
     assert "unsupported_format" in page.text_content("#error")
     assert not [e for e in console_errors if "415" not in e], console_errors  # only the refused upload logs
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def multilabel_server(tmp_path_factory):
+    from cnnlstm.deploy.serve.app import create_app
+
+    root = tmp_path_factory.mktemp("browser-multilabel")
+    run = make_run(root, task="multilabel", bias=[3.0, -3.0, 1.0])  # left 95.3%, right 4.7%, still 73.1%
+    with ServerThread(create_app(run, max_upload_mb=5, max_concurrent=1, device="cpu")) as srv:
+        yield srv
+
+
+def test_page_shows_every_label_of_a_multi_label_run(browser, multilabel_server, tmp_path):
+    video = write_video(tmp_path / "clip.mp4", make_frames(24, 48, 64))
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(multilabel_server.url)
+    page.wait_for_function("document.getElementById('model').textContent.includes('multilabel')")
+    page.set_input_files("#file", video)
+    page.wait_for_selector("#topk .bar", timeout=60_000)
+    assert page.text_content("#label") == "left (95%) · still (73%)"
+    assert page.locator("#topk .bar.on").all_text_contents() == ["left95.3%", "still73.1%"]
+    assert page.locator("#topk .bar.off").all_text_contents() == ["right4.7%"]
+    marks = page.eval_on_selector_all("#topk .mark", "marks => marks.map(m => m.style.left)")
+    assert marks == ["50%"] * 3  # the threshold on every bar
+    assert not errors and page.is_hidden("#error")
+    page.screenshot(path=str(tmp_path / "multilabel.png"), full_page=True)
     page.close()

@@ -29,18 +29,26 @@ MAX_UPLOAD_MB = 0.25  # 256 KiB: every test video fits, the oversize bodies do n
 LIMIT = int(MAX_UPLOAD_MB * 2**20)
 
 
-def make_run(root: Path, *, model: str = "cnn_lstm") -> Path:
-    """A finished run directory of an untrained tiny model: config.yaml, labels.json, model.safetensors."""
+def make_run(root: Path, *, model: str = "cnn_lstm", task: str = "classify", bias: list[float] | None = None) -> Path:
+    """A finished run directory of an untrained tiny model: config.yaml, labels.json, model.safetensors.
+    ``bias`` (K,): a head that ignores its input and answers these logits."""
+    import torch
+
     from cnnlstm.config import TrainConfig, dump_yaml
     from cnnlstm.engine.checkpoint import save_weights
     from cnnlstm.run import build_model
 
-    run = root / f"run-{model}"
+    run = root / f"run-{model}-{task}"
     run.mkdir(parents=True)
-    cfg = TrainConfig(model=model, backbone="test_tiny", size=32, frames=6, hidden_size=16, out=str(run))
+    cfg = TrainConfig(model=model, backbone="test_tiny", size=32, frames=6, hidden_size=16, out=str(run), task=task)
     (run / "config.yaml").write_text(dump_yaml(cfg))
     (run / "labels.json").write_text(json.dumps(LABELS))
-    save_weights(build_model(cfg, len(LABELS)), run / "model.safetensors")
+    net = build_model(cfg, len(LABELS))
+    if bias is not None:
+        with torch.no_grad():
+            net.head.fc.weight.zero_()
+            net.head.fc.bias.copy_(torch.tensor(bias))
+    save_weights(net, run / "model.safetensors")
     return run
 
 
@@ -149,6 +157,26 @@ def test_predict_good_video(server, videos, kind):
     assert len(row["frame_indices"]) == len(row["frame_times"]) == 6
     assert row["frame_times"] == sorted(row["frame_times"]) and 0 <= row["frame_times"][0] < row["duration"]
     assert uploads_left(server) == []
+
+
+def test_a_multi_label_run_answers_every_label_above_its_threshold(tmp_path_factory, videos):
+    from cnnlstm.deploy.serve.app import create_app
+
+    root = tmp_path_factory.mktemp("serve-multilabel")
+    run = make_run(root, task="multilabel", bias=[3.0, -3.0, 1.0])  # left 95.3%, right 4.7%, still 73.1%
+    with pytest.raises(ValueError, match="threshold"):
+        create_app(run, threshold=-0.1)
+    app = create_app(run, max_upload_mb=MAX_UPLOAD_MB, max_concurrent=1, timeout=60, device="cpu",
+                     upload_dir=root / "uploads", threshold=0.7)
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+        assert client.get("/models").json()["task"] == "multilabel"
+        with open(videos["good"], "rb") as f:
+            response = client.post("/predict", files={"file": ("good.mp4", f, "video/mp4")})
+    assert response.status_code == 200, response.text
+    row = response.json()
+    assert row["labels"] == [["left", pytest.approx(0.952574, abs=1e-6)], ["still", pytest.approx(0.731059, abs=1e-6)]]
+    assert row["threshold"] == 0.7 and row["label"] == "left"
+    assert [label for label, _ in row["topk"]] == ["left", "still", "right"]
 
 
 def test_client_filename_is_not_used_on_disk(server, videos):

@@ -87,9 +87,11 @@ async function predict(file) {
 function render(row) {
   $("result").hidden = false;
   const score = typeof row.score === "number" ? ` (${(row.score * 100).toFixed(1)}%)` : "";
-  $("label").textContent = row.caption !== undefined ? "Caption" : `${row.label}${score}`;
+  // a multi-label run sends `labels` (every class at or above `threshold`): show them all
+  const multi = Array.isArray(row.labels);
+  $("label").textContent = row.caption !== undefined ? "Caption" : multi ? labelsText(row) : `${row.label}${score}`;
   if (row.caption !== undefined) renderCaption(row);
-  if (row.topk) renderTopk(row.topk);
+  if (row.topk) renderTopk(row.topk, multi ? row.threshold : null);
   if (row.segments) renderSegments(row.segments);
   $("facts").textContent = `${row.frames} frames · ${Number(row.fps).toFixed(2)} fps · ${Number(row.duration).toFixed(2)} s · `
     + `${row.frame_indices.length} sampled`;
@@ -146,12 +148,24 @@ function renderTimeline(row, colors) {
   });
 }
 
-function renderTopk(topk) {
-  $("topk").replaceChildren(...topk.map(([label, p]) => el("div", { className: "bar" }, [
-    el("span", { className: "name", textContent: label, title: label }),
-    el("div", { className: "track" }, [el("div", { className: "fill", style: `width:${(100 * p).toFixed(1)}%` })]),
-    el("span", { className: "value", textContent: `${(100 * p).toFixed(1)}%` }),
-  ])));
+function labelsText(row) {
+  const pct = (p) => `${(100 * p).toFixed(0)}%`;
+  if (!row.labels.length) return `No label at or above ${pct(row.threshold)}`;
+  return row.labels.map(([label, p]) => `${label} (${pct(p)})`).join(" · ");
+}
+
+// threshold (multi-label): bars at or above it are "on", the others dimmed, with a mark at the threshold
+function renderTopk(topk, threshold = null) {
+  $("topk").replaceChildren(...topk.map(([label, p]) => {
+    const state = threshold === null ? "" : p >= threshold ? " on" : " off";
+    const track = [el("div", { className: "fill", style: `width:${(100 * p).toFixed(1)}%` })];
+    if (threshold !== null) track.push(el("div", { className: "mark", style: `left:${(100 * threshold).toFixed(1)}%` }));
+    return el("div", { className: `bar${state}` }, [
+      el("span", { className: "name", textContent: label, title: label }),
+      el("div", { className: "track" }, track),
+      el("span", { className: "value", textContent: `${(100 * p).toFixed(1)}%` }),
+    ]);
+  }));
 }
 
 function renderSegments(segments) {
