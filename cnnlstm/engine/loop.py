@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..data.datasets import SkipLog, good_batches, make_loader
+from ..progress import progress_bar
 from . import distributed
 from .health import LabelCounts
 
@@ -140,7 +140,7 @@ def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: 
     """
     stats = EpochStats()
     model.train()
-    bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=not progress, leave=False)
+    bar = progress_bar(total=len(batches), desc=desc, unit="batch", enabled=progress, leave=False)  # terminal only
     for batch_index, batch in enumerate(loader, start=batches.start):
         if batch_index >= batches.stop:
             break
