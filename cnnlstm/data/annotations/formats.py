@@ -128,7 +128,10 @@ def _detect(path: Path) -> str:
     if _UCF_LIST.match(path.name):
         return "ucf101"
     first = next(meaningful_lines(path), None)
-    header = {cell.strip().lower() for cell in next(csv.reader([first[1]]))} if first else set()
+    try:
+        header = {cell.strip().lower() for cell in next(csv.reader([first[1]]))} if first else set()
+    except csv.Error:  # a line too long or malformed for a CSV header: not one
+        header = set()
     kinetics, has_path = _KINETICS_KEYS <= header, "path" in header
     if kinetics and has_path:
         raise ValueError(

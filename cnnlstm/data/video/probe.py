@@ -109,6 +109,9 @@ def _video_stream(container, path: str, limits: Limits | None):
     check_limits(path, limits, streams=len(streams))
     if container.format.name in _DENIED_FORMATS:
         raise UnsupportedFormatError(path, f"container format {container.format.name!r} is refused")
+    if not streams:
+        raise CorruptVideoError(path, "the container lists no streams at all: its header or index is damaged (or the "
+                                      "file was cut short while being written)")
     cover = av.stream.Disposition.attached_pic
     videos = [s for s in container.streams.video if not s.disposition & cover]
     if not videos:
