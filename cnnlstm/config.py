@@ -51,7 +51,7 @@ class TrainConfig:
     temporal_jitter: bool = True  # train: a random frame within each uniform segment (off: the middle one)
     flip: bool = False  # horizontal flip augmentation (changes direction labels!)
     min_crop_scale: float = 0.66  # train crop side >= this share of the shorter side (multi-scale crop; eval: 0.875)
-    fps: float | None = None  # frames per second to sample at: the fps sampler's rate (required by --sampler fps)
+    fps: float | None = None  # sampler fps: frames per second to sample at, up to --frames (thinned evenly beyond)
     # optimisation
     epochs: int = 10
     batch_size: int = 8  # global batch (split across processes under torchrun)
@@ -144,7 +144,8 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
 def _expected(tp: Any) -> str:
     """What a value of type ``tp`` looks like, for error messages."""
     if typing.get_origin(tp) is list:
-        return f"a comma-separated list of {_expected(typing.get_args(tp)[0])}s"
+        item = typing.get_args(tp)[0]
+        return f"a comma-separated list of {({int: 'integers', float: 'numbers'}).get(item, item.__name__)}"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
 
@@ -344,7 +345,7 @@ def add_config_options(parser) -> None:
         if f.name in choices:
             text += f"; one of {', '.join(choices[f.name])}"
         text = text.replace("%", "%%")
-        if hints[f.name] is bool:
+        if _base_type(hints[f.name])[0] is bool:  # --flip alone means true; --bidirectional false too
             groups[section].add_argument(flag, dest="cfg_" + f.name, nargs="?", const="true", default=None,
                                          metavar="BOOL", help=text)
         else:

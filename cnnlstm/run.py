@@ -68,9 +68,12 @@ def data_config(cfg: TrainConfig, model: torch.nn.Module) -> DataConfig:
 
 def sampler_config(cfg: TrainConfig, position: float = 0.5) -> SamplerConfig:
     """How clips are sampled: the config's sampler, clip length, stride, short-video policy and rate
-    (``fps``, for the fps sampler); ``position`` places eval frames within each uniform segment."""
+    (the fps sampler takes ``fps`` frames per second, at most ``frames`` of them: a long video is
+    thinned evenly, so memory stays one clip's); ``position`` places eval frames within each
+    uniform segment."""
+    fps = cfg.sampler == "fps"
     return SamplerConfig(kind=cfg.sampler, num_frames=cfg.frames, stride=cfg.stride, short=cfg.short,
-                         target_fps=cfg.fps, position=position)
+                         target_fps=cfg.fps, max_frames=cfg.frames if fps else None, position=position)
 
 
 @dataclass

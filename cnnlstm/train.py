@@ -181,7 +181,7 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
     """The task's data, the model (on its device) and the datasets; the run directory's first files."""
     task = get_task(cfg.task)
     data = task.load(cfg, say)
-    _download_weights_once(cfg, info)
+    fetch_weights_first(cfg, info)
     model = build_model(cfg, len(data.labels))
     task.check_model(model)
     data_cfg = data_config(cfg, model)
@@ -208,7 +208,7 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
     return t
 
 
-def _download_weights_once(cfg: TrainConfig, info: distributed.DistInfo) -> None:
+def fetch_weights_first(cfg: TrainConfig, info: distributed.DistInfo) -> None:
     """Under torchrun, rank 0 fetches the pretrained weights into the torch cache while the other
     ranks wait, so N processes never download one file at once (each then finds it cached)."""
     if not info.enabled or cfg.weights not in ("imagenet", "kinetics"):
@@ -385,4 +385,4 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_STOPPED if summary.get("stopped") else 0
 
 
-__all__ = ["fit", "add_parser", "add_offline_option"]
+__all__ = ["fit", "fetch_weights_first", "add_parser", "add_offline_option"]
