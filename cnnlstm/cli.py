@@ -9,6 +9,7 @@ traceback (exit 3); ``--debug`` shows every traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 import warnings
@@ -31,8 +32,27 @@ COMMANDS = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes (a missing argument, an unknown option) as one error line and where to look,
+    not the full usage text (``cnnlstm train``'s runs to 25 lines); exit 2 like every mistake."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\nsee `{self.prog} --help`\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:  # an unknown option: suggest the command's closest ones
+            command = self._subparsers._group_actions[0].choices.get(getattr(parsed, "command", None), self) \
+                if self._subparsers else self
+            known = [s for action in command._actions for s in action.option_strings if s.startswith("--")]
+            close = [m for a in extra if a.startswith("--") for m in difflib.get_close_matches(a.split("=")[0], known)]
+            hint = f" (did you mean {', '.join(dict.fromkeys(close))}?)" if close else ""
+            command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cnnlstm",
         description="Video understanding with CNN-LSTM models: classify, segment and caption real videos.",
         epilog=EXIT_CODES_HELP,
@@ -40,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cnnlstm {__version__}")
     parser.add_argument("--debug", action="store_true", default=False,
                         help="show the Python traceback of every error (also: CNNLSTM_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         importlib.import_module(name).add_parser(sub)
     for command in sub.choices.values():  # `cnnlstm train ... --debug` works too

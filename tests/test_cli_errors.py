@@ -231,3 +231,20 @@ def test_expected_errors_are_decided_in_one_place(tmp_path, capsys):
     assert capsys.readouterr().err == f"cnnlstm x: error: {tmp_path / 'nope'}: No such file or directory\n"
     assert report(theirs.value, "cnnlstm x") == EXIT_BUG and "Traceback" in capsys.readouterr().err
     assert EXIT_SOME_FAILED == 1
+
+
+@pytest.mark.parametrize("args, names", [
+    pytest.param(["train", "--data", "x", "--hiden-size", "3"], ["unrecognized arguments: --hiden-size 3",
+                                                                  "did you mean --hidden-size"], id="option-typo"),
+    pytest.param(["evaluate"], ["the following arguments are required: run, --data"], id="missing-argument"),
+    pytest.param(["--nope"], ["unrecognized arguments: --nope"], id="top-level"),
+])
+def test_a_usage_mistake_is_one_error_line_and_where_to_look(capsys, args, names):
+    """argparse's own errors: one line naming the mistake (and the closest options), then the --help to read."""
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == EXIT_USAGE
+    prog = "cnnlstm" if args[0].startswith("-") else f"cnnlstm {args[0]}"
+    assert err.splitlines() == [err.splitlines()[0], f"see `{prog} --help`"], err
+    assert err.startswith(f"{prog}: error: ") and all(name in err for name in names), err
