@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_OUT ?= runs/demo
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: install
 
 demo: install
 	$(BIN)/cnnlstm demo --out $(DEMO_OUT)
+
+docs: install   # docs/cli.md and docs/config.md, generated from the parser and TrainConfig
+	$(BIN)/python -m cnnlstm.apps.docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -24,14 +24,23 @@ _HINTS = {
 }
 
 
+class MissingDependencyError(ImportError):
+    """An optional package is not installed; the message says what to ``pip install``."""
+
+
+def install_hint(module: str) -> str:
+    """What to run to get ``module`` (e.g. ``pip install 'cnnlstm[serve]'``)."""
+    return _HINTS.get(module.split(".")[0], f"pip install {module}")
+
+
 def require(module: str, *, purpose: str = "") -> ModuleType:
-    """Import ``module`` or raise an ImportError that says how to install it."""
+    """Import ``module`` or raise a :class:`MissingDependencyError` (an ImportError) that says how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        hint = _HINTS.get(module.split(".")[0], f"pip install {module}")
         what = f" for {purpose}" if purpose else ""
-        raise ImportError(f"cnnlstm needs the package '{module}'{what}. Install it with: {hint}") from exc
+        raise MissingDependencyError(f"cnnlstm needs the package '{module}'{what}. Install it with: "
+                                     f"{install_hint(module)}") from exc
 
 
 def available(module: str) -> bool:

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import io
 import os
+import re
+import tokenize
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -47,6 +51,7 @@ class TrainConfig:
     temporal_jitter: bool = True  # train: a random frame within each uniform segment (off: the middle one)
     flip: bool = False  # horizontal flip augmentation (changes direction labels!)
     min_crop_scale: float = 0.66  # train crop side >= this share of the shorter side (multi-scale crop; eval: 0.875)
+    fps: float | None = None  # sampler fps: frames per second to sample at, up to --frames (thinned evenly beyond)
     # optimisation
     epochs: int = 10
     batch_size: int = 8  # global batch (split across processes under torchrun)
@@ -122,7 +127,7 @@ RECIPES_DIR = Path(__file__).resolve().parent / "configs"
 
 # fields that define the model and the data it expects: resuming with a different value is an error
 ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout",
-                     "bidirectional", "num_layers", "frames", "size", "sampler", "stride", "short")
+                     "bidirectional", "num_layers", "frames", "size", "sampler", "stride", "short", "fps")
 
 
 def _field_types() -> dict[str, Any]:
@@ -138,15 +143,24 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _expected(tp: Any) -> str:
+    """What a value of type ``tp`` looks like, for error messages."""
+    if typing.get_origin(tp) is list:
+        item = typing.get_args(tp)[0]
+        return f"a comma-separated list of {({int: 'integers', float: 'numbers'}).get(item, item.__name__)}"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
 def coerce(key: str, value: Any) -> Any:
     """Convert ``value`` (from YAML or a command line string) to the type of field ``key``."""
     tp, optional = _base_type(_field_types()[key])
+    flag = "--" + key.replace("_", "-")
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
         if optional:
             return None
         if tp is str:
             return "none" if isinstance(value, str) and value.lower() == "none" else value
-        raise ValueError(f"{key} cannot be empty")
+        raise ValueError(f"config key {key} ({flag}) cannot be empty; expected {_expected(tp)}")
     try:
         if tp is bool:
             if isinstance(value, bool):
@@ -163,8 +177,8 @@ def coerce(key: str, value: Any) -> Any:
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return tp(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} expects {getattr(tp, '__name__', tp)}; got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"config key {key} ({flag}) expects {_expected(tp)}; got {value!r}") from None
 
 
 def check_keys(keys, where: str) -> None:
@@ -173,15 +187,30 @@ def check_keys(keys, where: str) -> None:
     if unknown:
         hints = [f"{k} (did you mean {', '.join(difflib.get_close_matches(k, names, n=2))}?)"
                  if difflib.get_close_matches(k, names, n=2) else k for k in unknown]
-        raise ValueError(f"unknown config key(s) in {where}: {', '.join(hints)}. Valid keys: {', '.join(names)}")
+        raise ValueError(f"unknown config key(s) in {where}: {', '.join(hints)}; `cnnlstm train --help` lists "
+                         "every key")
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
+    """A flat mapping of config keys from a YAML file; errors name the file (and the line)."""
     yaml = require("yaml", purpose="YAML recipes")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    if not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise FileNotFoundError(f"config file {path} {what}; expected a YAML file of `key: value` lines "
+                                "(see cnnlstm/configs/ for examples)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}); a recipe is "
+                         "`key: value` lines") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a YAML file") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a recipe is a flat mapping of config keys; got {type(data).__name__}")
+        raise ValueError(f"{path}: a recipe is a flat mapping of config keys (`key: value` lines); got a "
+                         f"{type(data).__name__}")
     nested = [k for k, v in data.items() if isinstance(v, dict)]
     if nested:
         raise ValueError(f"{path}: recipes are flat (key: value); nested sections {nested} are not supported")
@@ -194,7 +223,11 @@ def resolve_config(recipe: str | os.PathLike | None = None, overrides: Mapping[s
     if recipe:
         data = read_yaml(recipe)
         check_keys(data, str(recipe))
-        values.update({k: coerce(k, v) for k, v in data.items()})
+        for key, value in data.items():
+            try:
+                values[key] = coerce(key, value)
+            except ValueError as exc:
+                raise ValueError(f"{recipe}: {exc}") from None
     overrides = dict(overrides or {})
     check_keys(overrides, "the overrides")
     values.update({k: coerce(k, v) for k, v in overrides.items()})
@@ -260,21 +293,67 @@ def config_overrides(args) -> dict[str, str]:
     return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
 
 
+_SECTION = re.compile(r"[a-z ]+")  # a section header comment in TrainConfig: "# data loading and speed"
+
+
+def field_help() -> dict[str, tuple[str, str]]:
+    """``{field: (section, meaning)}`` read from the comments of :class:`TrainConfig`'s source, the one
+    place each key is documented: a field's trailing comment (or a comment line just above a field
+    without one), under the last section header (``# optimisation``). Empty when the source is not
+    available (a zipped install)."""
+    try:
+        source = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):
+        return {}
+    comments: dict[int, tuple[str, bool]] = {}  # line -> (text, a line of its own)
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                own_line = not tok.line[:tok.start[1]].strip()
+                comments[tok.start[0]] = (tok.string.lstrip("#").strip(), own_line)
+    except (tokenize.TokenError, SyntaxError):
+        return {}
+    out, section, pending = {}, "", ""
+    names = {f.name for f in fields(TrainConfig)}
+    for number, line in enumerate(source.splitlines(), start=1):
+        text, own_line = comments.get(number, ("", False))
+        if own_line:
+            header = _SECTION.fullmatch(text) is not None and len(text.split()) <= 4
+            section, pending = (text, "") if header else (section, text)
+            continue
+        match = re.match(r"    (\w+)\s*:", line)
+        if match and match.group(1) in names:
+            out[match.group(1)] = (section, text or pending)
+            pending = ""
+    return out
+
+
 def add_config_options(parser) -> None:
-    """One option per TrainConfig field (``--hidden-size 256``); values stay strings here and are
-    typed by :func:`resolve_config`."""
+    """One option per TrainConfig field (``--hidden-size 256``), in the sections of TrainConfig, with
+    the meaning its comment gives; values stay strings here and are typed by :func:`resolve_config`."""
+    from .models import list_backbones, list_models
+
     hints = typing.get_type_hints(TrainConfig)
+    docs = field_help()
+    choices = {"model": list_models(), "backbone": list_backbones()}
+    groups: dict[str, Any] = {}
     for f in dataclasses.fields(TrainConfig):
+        section, meaning = docs.get(f.name, ("", ""))
+        if section not in groups:
+            groups[section] = parser.add_argument_group(f"config: {section}" if section else "config")
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        if hints[f.name] is bool:
-            parser.add_argument(flag, dest="cfg_" + f.name, nargs="?", const="true", default=None,
-                                metavar="BOOL", help=f"(default: {default})")
+        text = f"{meaning} (default: {default})" if meaning else f"(default: {default})"
+        if f.name in choices:
+            text += f"; one of {', '.join(choices[f.name])}"
+        text = text.replace("%", "%%")
+        if _base_type(hints[f.name])[0] is bool:  # --flip alone means true; --bidirectional false too
+            groups[section].add_argument(flag, dest="cfg_" + f.name, nargs="?", const="true", default=None,
+                                         metavar="BOOL", help=text)
         else:
-            parser.add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(),
-                                help=f"(default: {default})")
+            groups[section].add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(), help=text)
 
 
 __all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "RECIPE_KEYS", "GENERIC_RECIPE", "resolve_config", "resolve_defaults",
            "read_recipe", "recipe_path", "coerce", "check_keys", "dump_yaml", "load_saved_config", "diff_configs",
-           "config_to_dict", "add_config_options", "config_overrides"]
+           "config_to_dict", "add_config_options", "config_overrides", "field_help"]

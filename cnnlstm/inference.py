@@ -25,6 +25,7 @@ from .data.video.decode import VideoReader
 from .data.video.errors import VideoError
 from .data.video.pool import IsolatedPool
 from .data.video.types import Limits
+from .errors import EXIT_SOME_FAILED
 from .run import load_run
 from .tasks import get_task
 
@@ -71,7 +72,11 @@ class Predictor:
     def __init__(self, run_dir: str | os.PathLike, *, device: str = "auto", timeout: float = 120.0,
                  limits: Limits | None = Limits(), topk: int = 5, threshold: float = 0.5):
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise ValueError(f"threshold must be a probability in [0, 1]; got {threshold!r}")
+            raise ValueError(f"threshold (--threshold) must be a probability in [0, 1]; got {threshold!r}")
+        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+            raise ValueError(f"topk (--topk) is how many labels to list: an integer >= 1; got {topk!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout (--timeout) is the seconds to decode one video: it must be > 0; got {timeout!r}")
         self.loaded = load_run(run_dir, device=device)
         self.transform = eval_transform(self.loaded.data_cfg)
         self.timeout, self.limits, self.topk, self.threshold = timeout, limits, topk, float(threshold)
@@ -193,10 +198,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       workers=args.workers, device=args.device, plot=not args.no_plot)
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
-    for line in _run_task(args.run).format_evaluation(report):
-        print(line)
-    return 0
+    else:
+        for line in _run_task(args.run).format_evaluation(report):
+            print(line)
+    return EXIT_SOME_FAILED if report.get("skipped") else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -215,7 +220,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(line)
             if r.get("plot"):
                 print(f"  plot: {r['plot']}")
-    return 0 if all("error" not in r for r in results) else 1
+    return 0 if all("error" not in r for r in results) else EXIT_SOME_FAILED
 
 
 __all__ = ["evaluate", "predict", "Predictor", "read_clip", "add_parser"]

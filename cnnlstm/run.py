@@ -12,40 +12,68 @@ import dataclasses
 import inspect
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import TrainConfig, load_saved_config
+from .config import TrainConfig, load_saved_config, read_recipe
 from .data.sampling import SamplerConfig
 from .data.transforms import DataConfig
 from .engine.checkpoint import load_weights, unwrap
 from .engine.distributed import pick_device
-from .models import create_model, get_model_builder
+from .models import create_model, get_model_builder, model_recipe
 from .tasks import Task, get_task
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, num_classes: int, *, warn: bool = True) -> torch.nn.Module:
     """The configured model. Each config key goes only to builders that take it (``hidden_size``
-    is the transformer's ``d_model``), so one recipe serves every registered model."""
-    params = inspect.signature(get_model_builder(cfg.model)).parameters
+    is the transformer's ``d_model``), so one recipe serves every registered model; with ``warn``, a
+    key the user set that the model does not take is named in a warning (once per model and key)."""
+    builder = get_model_builder(cfg.model)
+    params = inspect.signature(builder).parameters
     optional = {"backbone": cfg.backbone, "pool": cfg.pool, "dropout": cfg.dropout, "bidirectional": cfg.bidirectional,
                 "num_layers": cfg.num_layers}
     if cfg.hidden_size is not None:
         optional["d_model" if "d_model" in params and "hidden_size" not in params else "hidden_size"] = cfg.hidden_size
     kwargs = {k: v for k, v in optional.items() if v is not None and k in params}
+    if warn:
+        _warn_dropped(cfg, [k for k, v in optional.items() if v is not None and k not in params], params)
     return create_model(cfg.model, num_classes=num_classes, weights=None if cfg.weights == "none" else cfg.weights,
                         **kwargs)
+
+
+def _warn_dropped(cfg: TrainConfig, dropped: list[str], params) -> None:
+    """Warn about config keys the user set that ``cfg.model`` does not take (a recipe's values and
+    the defaults are not the user's: they apply where they fit)."""
+    recipe = read_recipe(model_recipe(cfg.model))
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for key in dropped:
+        value = getattr(cfg, "hidden_size" if key == "d_model" else key)
+        if value == defaults[key] or value == recipe.get(key):
+            continue
+        takes = [p for p in params if p in _MODEL_KEYS]
+        warnings.warn(f"{cfg.model} does not take {key} (--{key.replace('_', '-')} {value}): ignored. The config keys "
+                      f"{cfg.model} takes: {', '.join(takes) or 'none'}", UserWarning, stacklevel=3)
+
+
+_MODEL_KEYS = ("backbone", "pool", "hidden_size", "d_model", "dropout", "bidirectional", "num_layers")
 
 
 def data_config(cfg: TrainConfig, model: torch.nn.Module) -> DataConfig:
     return DataConfig.from_backbone(unwrap(model).encoder.data_config, input_size=cfg.size, resize=None)
 
 
-def sampler_config(cfg: TrainConfig) -> SamplerConfig:
-    return SamplerConfig(kind=cfg.sampler, num_frames=cfg.frames, stride=cfg.stride, short=cfg.short)
+def sampler_config(cfg: TrainConfig, position: float = 0.5) -> SamplerConfig:
+    """How clips are sampled: the config's sampler, clip length, stride, short-video policy and rate
+    (the fps sampler takes ``fps`` frames per second, at most ``frames`` of them: a long video is
+    thinned evenly, so memory stays one clip's); ``position`` places eval frames within each
+    uniform segment."""
+    fps = cfg.sampler == "fps"
+    return SamplerConfig(kind=cfg.sampler, num_frames=cfg.frames, stride=cfg.stride, short=cfg.short,
+                         target_fps=cfg.fps, max_frames=cfg.frames if fps else None, position=position)
 
 
 @dataclass
@@ -63,23 +91,41 @@ class LoadedRun:
         return get_task(self.cfg.task)
 
     def sampler(self, position: float = 0.5) -> SamplerConfig:
-        c = self.cfg
-        return SamplerConfig(kind=c.sampler, num_frames=c.frames, stride=c.stride, short=c.short, position=position)
+        return sampler_config(self.cfg, position)
+
+
+def check_run_dir(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> Path:
+    """``run_dir`` as a Path, if it holds a finished run (config.yaml, labels.json, the weights); else
+    FileNotFoundError saying what is missing and what to pass instead."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        what = "is a file" if run.exists() else "does not exist"
+        raise FileNotFoundError(f"run directory {run} {what}; pass the folder `cnnlstm train --out` wrote "
+                                "(it holds config.yaml, labels.json and model.safetensors)")
+    missing = [name for name in ("config.yaml", "labels.json", weights) if not (run / name).is_file()]
+    if missing:
+        hint = (" (training has not finished a first epoch yet, or it failed)" if (run / "config.yaml").is_file()
+                else "; pass the folder `cnnlstm train --out` wrote")
+        raise FileNotFoundError(f"{run} is not a finished run directory: {', '.join(missing)} missing{hint}")
+    return run
 
 
 def load_run(run_dir: str | os.PathLike, *, device: str = "auto", weights: str = "model.safetensors") -> LoadedRun:
     """Rebuild the trained model of a run directory, in eval mode."""
-    run = Path(run_dir)
-    for name in ("config.yaml", "labels.json", weights):
-        if not (run / name).is_file():
-            raise FileNotFoundError(f"{run} is not a finished run directory: {name} is missing")
+    run = check_run_dir(run_dir, weights)
     cfg = load_saved_config(run / "config.yaml")
-    classes = json.loads((run / "labels.json").read_text())
+    try:
+        classes = json.loads((run / "labels.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{run / 'labels.json'} is damaged ({exc}); restore it, or retrain the run") from None
     state = get_task(cfg.task).load_state(run)
-    model = build_model(dataclasses.replace(cfg, weights="none"), len(classes))
-    load_weights(model, run / weights)
+    model = build_model(dataclasses.replace(cfg, weights="none"), len(classes), warn=False)
+    try:
+        load_weights(model, run / weights)
+    except ValueError as exc:
+        raise ValueError(f"cannot load the run {run}: {exc}") from None
     dev = pick_device(device)
     return LoadedRun(run, cfg, classes, model.to(dev).eval(), data_config(cfg, model), dev, state)
 
 
-__all__ = ["LoadedRun", "load_run", "build_model", "data_config", "sampler_config"]
+__all__ = ["LoadedRun", "load_run", "check_run_dir", "build_model", "data_config", "sampler_config"]

@@ -9,7 +9,7 @@ checkpoint. Under ``torchrun`` the same code trains with DistributedDataParallel
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,7 +42,10 @@ from .engine.io import atomic_write_json, atomic_write_text
 from .engine.loop import EpochStats, Optimization, StepCounter, StopFlag, train_one_epoch, validate
 from .engine.optim import Phase, apply_phase, build_optimizer, build_scheduler, pick_precision, plan_phases
 from .engine.runlog import RunLog
+from .errors import EXIT_STOPPED
 from .models import model_recipe
+from .models.weights import OFFLINE_ENV
+from .preflight import check_config
 from .run import build_model, data_config, sampler_config
 from .tasks import get_task
 from .tasks.base import Task, TaskData
@@ -108,7 +111,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
 
     What ``cfg`` leaves at ``None`` is filled first (:func:`~cnnlstm.config.resolve_defaults`): the
     task's default model and the model family's recipe."""
-    cfg = resolve_defaults(cfg)
+    cfg = check_config(resolve_defaults(cfg))  # before any data, model or download: mistakes cost a second
     info = distributed.setup(cfg.device)
     say = log if info.is_main else (lambda *_: None)
     if cfg.threads:
@@ -169,7 +172,8 @@ def _check_run_dir(cfg: TrainConfig, info: distributed.DistInfo, say) -> Path | 
         changed = diff_configs(load_saved_config(run / "config.yaml"), cfg)
         fatal = {k: v for k, v in changed.items() if k in ARCHITECTURE_KEYS}
         if fatal:
-            raise ValueError(f"cannot resume {run}: these settings differ from the saved run: {fatal}")
+            raise ValueError(f"cannot resume {run}: these settings differ from the saved run (saved, now): {fatal}; "
+                             f"resume with the saved values, or train a new run with another --out")
         for key, (old, new) in changed.items():
             if key not in ("resume",):
                 say(f"warning: resuming with {key} changed from {old!r} to {new!r}")
@@ -183,6 +187,7 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
     """The task's data, the model (on its device) and the datasets; the run directory's first files."""
     task = get_task(cfg.task)
     data = task.load(cfg, say)
+    fetch_weights_first(cfg, info)
     model = build_model(cfg, len(data.labels))
     task.check_model(model)
     if cfg.sync_bn:
@@ -209,6 +214,22 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
         atomic_write_json(t.run / "labels.json", data.labels)
         task.save(t.run, data)
     return t
+
+
+def fetch_weights_first(cfg: TrainConfig, info: distributed.DistInfo) -> None:
+    """Under torchrun, rank 0 fetches the pretrained weights into the torch cache while the other
+    ranks wait, so N processes never download one file at once (each then finds it cached)."""
+    if not info.enabled or cfg.weights not in ("imagenet", "kinetics"):
+        return
+    if info.is_main:
+        from .models.weights import cached_weights
+
+        arch = cfg.model if cfg.weights == "kinetics" else cfg.backbone
+        try:
+            cached_weights(arch, cfg.weights)
+        except ValueError:
+            pass  # not a torchvision architecture (test_tiny): building the model says why
+    distributed.barrier(info)
 
 
 def _start_phase(t: Training, phase: Phase) -> PhaseRun:
@@ -354,18 +375,23 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model on your videos",
                        description="Train on a dataset. Config: defaults, then --config recipe.yaml, then options.")
     p.add_argument("--config", default=None, help="flat YAML recipe of config keys")
+    add_offline_option(p)
     add_config_options(p)
     p.set_defaults(func=cmd_train)
 
 
+def add_offline_option(p) -> None:
+    """``--offline`` (train, compare): the command sets ``CNNLSTM_OFFLINE=1`` before building any model."""
+    p.add_argument("--offline", action="store_true", help=f"never download pretrained weights, use the torch cache "
+                   f"only (sets {OFFLINE_ENV}=1, which torchrun's processes inherit)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on a dataset SPEC; every config key is also an option (--key value or --key=value)."""
-    cfg = resolve_config(args.config, config_overrides(args))
-    if not cfg.data:
-        print("cnnlstm train: --data SPEC is required (in the recipe or on the command line)", file=sys.stderr)
-        return 2
-    summary = fit(cfg)
-    return 0 if not summary.get("stopped") else 143
+    if args.offline:
+        os.environ[OFFLINE_ENV] = "1"
+    summary = fit(resolve_config(args.config, config_overrides(args)))
+    return EXIT_STOPPED if summary.get("stopped") else 0
 
 
-__all__ = ["fit", "add_parser"]
+__all__ = ["fit", "fetch_weights_first", "add_parser", "add_offline_option"]

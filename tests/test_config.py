@@ -64,3 +64,56 @@ def test_the_saved_config_is_resolved(tmp_path):
     cfg = resolve_defaults(TrainConfig(task="segment"))
     assert dataclasses.asdict(cfg)["model"] == "seq2seq_cnn_lstm"
     assert cfg.lr is not None and cfg.schedule in ("full", "gradual", "frozen")
+
+
+def test_every_option_help_is_the_comment_of_its_field():
+    """`cnnlstm train --help` takes each key's meaning from TrainConfig's comments: none is lost."""
+    import inspect
+    import re
+
+    from cnnlstm.config import field_help
+
+    docs = field_help()
+    assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert docs["frames"] == ("clips", "frames sampled per clip (T)")
+    assert docs["lr"][0] == "optimisation" and docs["lr"][1].startswith("peak learning rate")
+    assert docs["backbone_lr_scale"][1].startswith("backbone lr = lr * this")  # the comment on the line above
+    assert docs["teacher_forcing_end"][1].startswith("scheduled sampling")
+    assert docs["fps"][1].startswith("sampler fps: frames per second")
+    source = inspect.getsource(TrainConfig).splitlines()
+    for name, (_, meaning) in docs.items():
+        at = next(i for i, line in enumerate(source) if re.match(rf"    {name}\s*:", line))
+        if "#" in source[at]:
+            assert meaning == source[at].split("#", 1)[1].strip(), name  # the trailing comment
+        elif meaning:
+            assert source[at - 1].strip() == f"# {meaning}", name  # the comment line above it
+
+
+def test_train_help_shows_meanings_in_sections(capsys):
+    from cnnlstm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "config: optimisation:" in text and "config: clips:" in text
+    assert "--frames FRAMES frames sampled per clip (T) (default: 16)" in text
+    assert "--flip [BOOL] horizontal flip augmentation (changes direction labels!) (default: False)" in text
+    assert "--backbone BACKBONE (default: resnet18); one of efficientnet_b0, resnet18" in text
+    assert "--offline" in text and "exit codes:" in text
+
+
+def test_bad_values_name_the_key_its_option_and_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"config key epochs \(--epochs\) expects an integer; got 'abc'"):
+        resolve_config(None, {"epochs": "abc"})
+    with pytest.raises(ValueError, match=r"phase_lrs \(--phase-lrs\) expects a comma-separated list of numbers"):
+        resolve_config(None, {"phase_lrs": "1e-3,x"})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("frames: sixteen\n")
+    with pytest.raises(ValueError, match=r"r.yaml: config key frames \(--frames\) expects an integer"):
+        resolve_config(recipe)
+    recipe.write_text("frames: [16\n")
+    with pytest.raises(ValueError, match=r"r.yaml line 2: not valid YAML"):
+        resolve_config(recipe)
+    with pytest.raises(FileNotFoundError, match="config file .*nope.yaml does not exist"):
+        resolve_config(tmp_path / "nope.yaml")
+    assert resolve_config(None, {"bidirectional": "false", "fps": "7.5"}).fps == 7.5

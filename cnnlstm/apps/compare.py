@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
@@ -40,10 +39,12 @@ from ..config import (
 )
 from ..data.video.isolate import run_isolated
 from ..engine.runlog import read_metrics
+from ..errors import UserError
 from ..inference import evaluate
-from ..models import model_recipe
+from ..models import get_model_builder, model_recipe
+from ..models.weights import OFFLINE_ENV
 from ..run import load_run
-from ..train import fit
+from ..train import add_offline_option, fit
 
 COLUMNS = ("model", "top1", "params", "gflops_per_clip", "train_s_per_epoch", "latency_ms_per_clip", "peak_mem_mb",
            "stream_ms_per_frame", "stream_mode", "recipe")
@@ -299,20 +300,28 @@ def add_parser(sub) -> None:
     p.add_argument("--lr-sweep", action="store_true",
                    help="train each model at its recipe's lr x 1/3, 1 and 3 and keep the best on --val")
     p.add_argument("--config", default=None, help="flat YAML recipe of config keys")
+    add_offline_option(p)
     add_config_options(p)
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Train and measure several models with one recipe; write compare.md/.csv/.json and plots."""
+    if args.offline:
+        os.environ[OFFLINE_ENV] = "1"
     overrides = config_overrides(args)
     out = overrides.pop("out", None) or "runs/compare"
     base = resolve_config(args.config, {**overrides, "out": out})
     if not base.data or not base.val:
-        print("cnnlstm compare: --data SPEC and --val SPEC are required", file=sys.stderr)
-        return 2
+        raise UserError("--data SPEC and --val SPEC are required: compare trains on --data and measures on --val")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    lengths = [int(t) for t in args.lengths.split(",")]
+    for name in models:
+        get_model_builder(name)  # a typo fails now, not after the first models have trained
+    try:
+        lengths = [int(t) for t in args.lengths.split(",")]
+    except ValueError:
+        raise UserError(f"--lengths expects comma-separated clip lengths such as 16,64,256; got {args.lengths!r}") \
+            from None
     result = compare(base, models, out, lengths=lengths, lr_sweep=args.lr_sweep)
     print((Path(out) / "compare.md").read_text())
     return 0 if result["rows"] else 1

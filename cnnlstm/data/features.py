@@ -62,6 +62,7 @@ from torch.utils.data import Dataset, Subset
 
 from .._optional import require
 from ..engine.io import atomic_write_bytes
+from ..progress import progress_bar
 from .datasets import VideoDataset, item_seed, make_loader
 
 FORMAT_VERSION = 1
@@ -328,9 +329,7 @@ def extract_features(cache: FeatureCache, *, batch_size: int = 8, workers: int =
             dataset.set_epoch(v)  # view v = the clip epoch v draws (before the workers copy the dataset)
             loader = make_loader(Subset(dataset, todo), batch_size=batch_size, workers=workers,
                                  pin_memory=device.type == "cuda")
-            if progress:
-                loader = require("tqdm", purpose="progress=True").tqdm(loader, desc=f"features (view {v})",
-                                                                       unit="batch")
+            loader = progress_bar(loader, enabled=progress, desc=f"features (view {v})", unit="batch")
             with torch.inference_mode():
                 for batch in loader:
                     stats["skipped"].extend(batch.skipped)

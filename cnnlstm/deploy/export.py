@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .._optional import require
 from ..engine.io import atomic_write_json
+from ..errors import UserError
 from .onnx_graphs import graph_modules, state_probe, state_spec
 
 FORMATS = ("onnx",)
@@ -268,8 +269,7 @@ def export_onnx(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {run} does not exist; pass the folder `cnnlstm train` wrote "
-                                "(config.yaml, "
-                                "labels.json, model.safetensors)")
+                                "(config.yaml, labels.json, model.safetensors)")
     from ..run import load_run
     from ..tasks import get_task, list_tasks
 
@@ -285,20 +285,8 @@ def export_onnx(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a trained run for other runtimes."""
     if args.format not in FORMATS:
-        print(f"cnnlstm export: unsupported --format {args.format!r}; supported: {', '.join(FORMATS)}", file=sys.stderr)
-        return 2
-    if not Path(args.run).is_dir():
-        print(f"cnnlstm export: run directory {args.run} does not exist (expected the folder `cnnlstm train` wrote)",
-              file=sys.stderr)
-        return 2
-    try:
-        result = export_onnx(args.run, args.out, opset=args.opset)
-    except ImportError as exc:
-        print(f"cnnlstm export: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"cnnlstm export: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(f"unsupported --format {args.format!r}; supported: {', '.join(FORMATS)}")
+    result = export_onnx(args.run, args.out, opset=args.opset)  # errors: the CLI's one error path (cnnlstm.errors)
     for path in result["files"].values():
         print(f"wrote {path}")
     for warning in result["warnings"]:

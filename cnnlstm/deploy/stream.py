@@ -288,14 +288,10 @@ def add_parser(sub) -> None:
 def cmd_stream(args: argparse.Namespace) -> int:
     import json
 
-    try:
-        frames = stream(args.run, args.source, every=args.every, fps=args.fps, reset_every=args.reset_every,
-                        reset_on_cut=args.reset_on_cut, reconnect=args.reconnect, max_frames=args.max_frames,
-                        open_timeout=args.open_timeout, read_timeout=args.read_timeout, device=args.device,
-                        threshold=args.threshold)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"cnnlstm stream: {exc}", file=sys.stderr)
-        return 2
+    frames = stream(args.run, args.source, every=args.every, fps=args.fps, reset_every=args.reset_every,
+                    reset_on_cut=args.reset_on_cut, reconnect=args.reconnect, max_frames=args.max_frames,
+                    open_timeout=args.open_timeout, read_timeout=args.read_timeout, device=args.device,
+                    threshold=args.threshold)
     timeline = _Timeline(json.loads((Path(args.run) / "labels.json").read_text())) if args.out else None
     failed, current = False, None
     for item in frames:

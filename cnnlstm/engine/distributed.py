@@ -32,9 +32,15 @@ class DistInfo:
 def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     if preference == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(preference)
+    try:
+        device = torch.device(preference)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {preference!r} is not a device; expected auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {preference!r} was asked for but CUDA is not available; use --device cpu")
+        raise ValueError(f"--device {preference!r} was asked for but CUDA is not available on this machine; use "
+                         "--device cpu (or auto)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {preference!r} was asked for but MPS is not available; use --device cpu (or auto)")
     return device
 
 

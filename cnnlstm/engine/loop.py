@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..data.datasets import SkipLog, good_batches, make_loader
 from ..models.dropout import batch_rows, step_seed
+from ..progress import progress_bar
 from . import distributed
 from .health import LabelCounts, LabelStatistics
 
@@ -147,7 +147,7 @@ def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: 
     per_rank = cfg.batch_size // world_size
     stats = EpochStats(labels=task.label_counts(data))
     model.train()
-    bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=not progress, leave=False)
+    bar = progress_bar(total=len(batches), desc=desc, unit="batch", enabled=progress, leave=False)  # terminal only
     for batch_index, batch in enumerate(loader, start=batches.start):
         if batch_index >= batches.stop:
             break

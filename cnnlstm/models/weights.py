@@ -276,6 +276,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     head = _read_header(path)
+    if not head:
+        raise ValueError(f"weights file {path} is empty (0 bytes): damaged or cut short; restore it from a copy, or "
+                         "write it again")
     looks_safetensors = len(head) >= 9 and head[8:9] == b"{"
     if path.suffix == ".safetensors" or looks_safetensors:
         if not looks_safetensors:
@@ -283,9 +286,14 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 f"{path} is named .safetensors but its content is not safetensors "
                 f"(starts with {head[:4]!r}); refusing to load it"
             )
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as exc:
+            raise ValueError(f"{path} is damaged: not a readable safetensors file ({exc}); restore it from a copy, "
+                             "or write it again (retrain, or re-download)") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unpickling refusal the same way

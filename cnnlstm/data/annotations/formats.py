@@ -5,7 +5,12 @@
 1. a folder: ``folder/<class>/<video>`` is folder-per-class (one level deep); a folder with
    videos directly in it is an unlabelled list (``scan``, ``predict``). Both at once is an error.
    Hidden files and folders are skipped; other files are ignored and counted in ``warnings``.
-2. a video file (by extension, see ``VIDEO_EXTENSIONS``): a one-item unlabelled list.
+   Videos are told by extension (``is_video_file``: mp4, mkv, avi, mov, webm, ts/mts/m2ts, ...).
+2. a video file: a one-item unlabelled list. A file is a video by its extension, else by its
+   content: a known container's first bytes, or binary content (the decoder's probe then says
+   what it is: an audio-only file is a "no video stream" error). Never decoded as text first.
+   A playlist (.m3u8/.m3u/.pls/.mpd/.sdp, or content starting ``#EXTM3U``) is refused here:
+   :class:`~cnnlstm.data.video.errors.PlaylistError`, and nothing it names is opened.
 3. a file named ``trainlistNN.txt`` / ``testlistNN.txt``: a UCF101 split list, read with the
    ``classInd.txt`` beside it; video paths are relative to ``root`` (required).
 4. a file whose first line is a CSV header: with ``youtube_id,time_start,time_end`` it is a
@@ -24,13 +29,15 @@ from __future__ import annotations
 import csv
 import os
 import re
+import stat
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..video.types import VIDEO_EXTENSIONS, is_video_file
+from ..video.errors import PlaylistError, VideoOpenError
+from ..video.types import VIDEO_EXTENSIONS, is_playlist, is_video_file, looks_binary
 from .readers import (
     INT,
     SHOW,
@@ -86,17 +93,45 @@ def _item(row: Row) -> VideoItem:
     return VideoItem(row.path, row.label, row.group or _group(row.path, row.label), row.start, row.end)
 
 
+def _head(path: Path) -> bytes:
+    """The first bytes of ``path``, with errors that say what the path is instead."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        what = "is a broken symbolic link" if os.path.islink(path) else "does not exist"
+        raise FileNotFoundError(f"dataset spec {path} {what} (expected a folder, a video or an annotation "
+                                "file)") from None
+    except OSError as exc:  # a symlink loop, a name too long
+        raise VideoOpenError(path, f"cannot be read ({exc.strerror}); expected a folder, a video or an "
+                                   "annotation file") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise VideoOpenError(path, "is not a regular file (a pipe, socket or device); give a folder, a video or "
+                                   "an annotation file")
+    try:
+        with open(path, "rb") as f:
+            return f.read(4096)
+    except OSError as exc:
+        raise VideoOpenError(path, f"cannot be read ({exc.strerror}); check its permissions") from None
+
+
 def _detect(path: Path) -> str:
     if path.is_dir():
         return "folder"
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset spec {path} does not exist (expected a folder or an annotation file)")
-    if is_video_file(path):
-        return "video"
+    head = _head(path)
+    if is_playlist(path, head):
+        raise PlaylistError(path)
+    if is_video_file(path) or looks_binary(head):
+        return "video"  # the decoder's probe says what it really is (audio only, damaged, ...)
+    if not head:
+        raise ValueError(f"{path}: the file is empty (0 bytes); expected a video or an annotation file (a CSV with a "
+                         "`path,label` header, or a text list of `path label` lines)")
     if _UCF_LIST.match(path.name):
         return "ucf101"
     first = next(meaningful_lines(path), None)
-    header = {cell.strip().lower() for cell in next(csv.reader([first[1]]))} if first else set()
+    try:
+        header = {cell.strip().lower() for cell in next(csv.reader([first[1]]))} if first else set()
+    except csv.Error:  # a line too long or malformed for a CSV header: not one
+        header = set()
     kinetics, has_path = _KINETICS_KEYS <= header, "path" in header
     if kinetics and has_path:
         raise ValueError(
@@ -152,7 +187,8 @@ def _parse_folder(folder: Path, root, classes) -> tuple[list[Row], list[str] | N
             hint = f"; it has train.csv: pass {folder / 'train.csv'}"
         elif empty:
             hint = f"; videos may be one level deeper: try {folder / empty[0]}"
-        raise ValueError(f"{folder}: no videos found (extensions {sorted(VIDEO_EXTENSIONS)}){hint}")
+        raise ValueError(f"{folder}: no videos found (by extension: .mp4 .mkv .avi .mov .webm .ts and "
+                         f"{len(VIDEO_EXTENSIONS) - 6} more, see VIDEO_EXTENSIONS){hint}")
     if ignored:
         warns.append(f"{folder}: ignored {ignored} files without a video extension")
     if nested:
@@ -236,11 +272,12 @@ def check_videos_exist(paths: Sequence[str], source: str) -> None:
     """Raise FileNotFoundError listing the videos of an annotation ``source`` that are not files."""
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
-        shown = "\n  ".join(missing[:SHOW])
-        more = f"\n  ... and {len(missing) - SHOW} more" if len(missing) > SHOW else ""
+        shown = ", ".join(missing[:SHOW])
+        more = f" ... and {len(missing) - SHOW} more" if len(missing) > SHOW else ""
         raise FileNotFoundError(
-            f"{source}: {len(missing)} of {len(paths)} videos are missing (check root=/--root; "
-            f"check_exists=False keeps them):\n  {shown}{more}"
+            f"{source}: {len(missing)} of {len(paths)} videos are missing: {shown}{more}\n"
+            "relative paths start from the annotation file's folder or --root (root=): fix the paths or --root, "
+            "or remove those lines (check_exists=False keeps them)"
         )
 
 

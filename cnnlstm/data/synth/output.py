@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from ..._optional import require
+from ...progress import progress_bar as terminal_bar
 
 if TYPE_CHECKING:
     from . import SynthConfig
@@ -112,10 +113,10 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence]) -> No
 
 
 def progress_bar(items: list, progress: bool):
-    """``items``, wrapped in a tqdm bar when ``progress``."""
+    """``items``, wrapped in a tqdm bar when ``progress`` and stderr is a terminal."""
     if not progress:
         return items
-    return require("tqdm", purpose="synthesize(progress=True)").tqdm(items, desc="synthesizing", unit="video")
+    return terminal_bar(items, desc="synthesizing", unit="video")
 
 
 __all__ = ["SPLITS", "GENERATOR", "CODEC_OPTIONS", "video_rng", "prepare_output", "finish_output", "write_csv",

@@ -36,6 +36,15 @@ class UnsupportedFormatError(VideoError):
     reason = "format"
 
 
+class PlaylistError(UnsupportedFormatError):
+    """A playlist (HLS/M3U, PLS, concat, DASH, SDP): never read, because FFmpeg would open the
+    files or addresses it names."""
+
+    def __init__(self, path: str | os.PathLike, message: str = ""):
+        super().__init__(path, message or "a playlist: playlists are not read (FFmpeg would open every file or "
+                                          "address it names); give the media files themselves, e.g. the .ts segments")
+
+
 class NoVideoStreamError(VideoError):
     """The file has no video stream (audio only, data only)."""
 
@@ -82,6 +91,7 @@ __all__ = [
     "VideoError",
     "VideoOpenError",
     "UnsupportedFormatError",
+    "PlaylistError",
     "NoVideoStreamError",
     "UnsupportedCodecError",
     "EmptyVideoError",

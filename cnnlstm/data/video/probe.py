@@ -20,25 +20,15 @@ from .errors import (
     CorruptVideoError,
     EmptyVideoError,
     NoVideoStreamError,
+    PlaylistError,
     UnsupportedCodecError,
     UnsupportedFormatError,
     VideoLimitError,
     VideoOpenError,
 )
-from .types import Limits, VideoInfo
+from .types import Limits, VideoInfo, is_playlist, sniff_container
 
-# The first bytes of containers FFmpeg reads: a file that starts like one but does not open is damaged.
-_MAGIC = {
-    b"\x1a\x45\xdf\xa3": "matroska/webm",
-    b"RIFF": "avi",
-    b"FLV": "flv",
-    b"OggS": "ogg",
-    b"\x00\x00\x01\xba": "mpeg-ps",
-    b"\x30\x26\xb2\x75": "asf/wmv",
-}
-_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")
-# Playlists make FFmpeg open the files they name (an HLS playlist can point at any local file).
-_PLAYLIST_PREFIXES = (b"#EXTM3U", b"ffconcat", b"[playlist]")
+# demuxers that open other files or inputs: refused even when a file's first bytes hid what it is
 _DENIED_FORMATS = {"hls", "concat", "dash", "tee", "lavfi"}
 
 _CACHE: OrderedDict = OrderedDict()  # (realpath, size, mtime, inode) -> (info, index, header facts)
@@ -65,15 +55,6 @@ def load_av():
     return require("av", purpose="decoding videos")
 
 
-def _sniff(head: bytes) -> str | None:
-    """Name of the container ``head`` starts like, or None."""
-    if head[4:8] in _MP4_BOXES:
-        return "mp4/mov"
-    if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
-        return "mpeg-ts"
-    return next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
-
-
 def open_video(path: str, limits: Limits | None):
     """Open ``path`` and pick its video stream, raising typed errors; header limits are checked here."""
     av = load_av()
@@ -92,17 +73,18 @@ def open_video(path: str, limits: Limits | None):
             head = f.read(512)
     except OSError as exc:
         raise VideoOpenError(path, f"cannot read the file: {exc}") from exc
-    if head.lstrip().startswith(_PLAYLIST_PREFIXES):
-        raise UnsupportedFormatError(path, "playlists (HLS/concat) are refused: they make FFmpeg open other files")
+    if is_playlist(path, head):
+        raise PlaylistError(path)
     # FFmpeg decodes a frame or two while opening (avformat_find_stream_info); max_pixels makes the
     # decoder refuse a resolution bomb there, before our own header check rejects the file.
     options = {"max_pixels": str(limits.max_pixels)} if limits and limits.max_pixels else {}
+    options["protocol_whitelist"] = "file"  # a local file never makes FFmpeg reach the network
     try:
         container = av.open(path, metadata_errors="ignore", options=options)
     except MemoryError:
         raise
-    except av.error.InvalidDataError as exc:
-        known = _sniff(head)
+    except (av.error.InvalidDataError, av.error.EOFError) as exc:
+        known = sniff_container(head)
         if known:
             raise CorruptVideoError(
                 path, f"starts like a {known} file but its header/index is unreadable (truncated or damaged): {exc}"
@@ -127,11 +109,15 @@ def _video_stream(container, path: str, limits: Limits | None):
     check_limits(path, limits, streams=len(streams))
     if container.format.name in _DENIED_FORMATS:
         raise UnsupportedFormatError(path, f"container format {container.format.name!r} is refused")
+    if not streams:
+        raise CorruptVideoError(path, "the container lists no streams at all: its header or index is damaged (or the "
+                                      "file was cut short while being written)")
     cover = av.stream.Disposition.attached_pic
     videos = [s for s in container.streams.video if not s.disposition & cover]
     if not videos:
         kinds = ", ".join(s.type for s in streams) or "none"
-        raise NoVideoStreamError(path, f"no video stream (streams: {kinds})")
+        what = "an audio-only file" if streams and all(s.type == "audio" for s in streams) else "not a video"
+        raise NoVideoStreamError(path, f"no video stream: {what} (streams: {kinds}); give a file with a video track")
     stream = videos[0]
     if stream.codec_context is None:
         raise UnsupportedCodecError(path, "FFmpeg has no decoder for the video stream's codec (unknown codec tag?)")

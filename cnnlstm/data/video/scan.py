@@ -2,7 +2,10 @@
 
 Each video is probed (header limits first) and, by default, decoded to the end to count the
 frames that really decode; each runs in a pool worker with a timeout, so a file that crashes or
-hangs FFmpeg is reported as bad instead of ending the scan.
+hangs FFmpeg is reported as bad instead of ending the scan. A file named alone is a video or an
+annotation file by its content (:func:`~cnnlstm.data.annotations.formats.load_spec`), never decoded
+as text first; whatever it holds, the scan ends with a report or one error line, never a traceback.
+Exit code 1 when any video is bad.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ...errors import EXIT_SOME_FAILED
+from ...progress import progress_bar
 from ..annotations.formats import load_spec
 from .decode import VideoReader, probe
 from .errors import VideoError
@@ -101,22 +106,28 @@ def add_parser(sub) -> None:
 
 
 def cmd_scan(args) -> int:
-    """Probe every video of a dataset in isolated workers; list counts, formats and bad files."""
+    """Probe every video of a dataset in isolated workers; list counts, formats and bad files (exit 1 if any)."""
+    if args.workers < 1 or not args.timeout > 0:
+        raise ValueError(f"--workers must be >= 1 and --timeout > 0 seconds; got --workers {args.workers} --timeout "
+                         f"{args.timeout}")
     limits = Limits(max_pixels=args.max_pixels, max_duration_s=args.max_duration)
     report = scan(args.data, root=args.root, workers=args.workers, timeout=args.timeout, limits=limits,
-                  count_frames=not args.fast)
+                  count_frames=not args.fast, progress=not args.json)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.format_table())
-    return 0
+    return EXIT_SOME_FAILED if report.bad else 0
 
 
 def scan(spec: str | os.PathLike, *, root: str | os.PathLike | None = None, workers: int = 2,
-         timeout: float = 120.0, limits: Limits | None = Limits(), count_frames: bool = True) -> ScanReport:
-    """Scan a dataset SPEC (any format ``load_spec`` reads, or a plain folder of videos)."""
+         timeout: float = 120.0, limits: Limits | None = Limits(), count_frames: bool = True,
+         progress: bool = False) -> ScanReport:
+    """Scan a dataset SPEC (any format ``load_spec`` reads, or a plain folder of videos); ``progress``
+    shows a bar on stderr when it is a terminal."""
     videos = load_spec(spec, root=root, check_exists=False)
     rows = {i: {"path": item.path, "label": item.label} for i, item in enumerate(videos.items)}
     tasks = ((i, item.path, (item.path, limits, count_frames)) for i, item in enumerate(videos.items))
     with IsolatedPool(max(1, min(workers, len(rows) or 1)), timeout=timeout) as pool:
-        for i, result in pool.map_unordered(scan_video, tasks):
+        results = pool.map_unordered(scan_video, tasks)
+        for i, result in progress_bar(results, enabled=progress, total=len(rows), desc="scanning", unit="video"):
             row = rows[i]
             if isinstance(result, VideoError):
                 row.update(ok=False, error=f"{result.reason}: {result.message}")

@@ -10,7 +10,9 @@ import argparse
 import importlib.util
 import sys
 
-_MISSING_HINT = "cnnlstm serve needs {}. Install it with: pip install 'cnnlstm[serve]'"
+from ..._optional import MissingDependencyError
+
+_MISSING_HINT = "the serve command needs {}, which are not installed; install them with: pip install 'cnnlstm[serve]'"
 
 
 def add_parser(sub) -> None:
@@ -36,19 +38,16 @@ def add_parser(sub) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     missing = [name for name in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(name) is None]
     if missing:
-        print(_MISSING_HINT.format(", ".join(missing)), file=sys.stderr)
-        return 2
+        raise MissingDependencyError(_MISSING_HINT.format(", ".join(missing)))
     import uvicorn
 
+    from ...run import check_run_dir
     from .app import create_app
 
-    try:
-        app = create_app(args.run, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
-                         max_pixels=args.max_pixels, max_concurrent=args.max_concurrent, timeout=args.timeout,
-                         device=args.device, threshold=args.threshold)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"cnnlstm serve: {exc}", file=sys.stderr)
-        return 2
+    app = create_app(args.run, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
+                     max_pixels=args.max_pixels, max_concurrent=args.max_concurrent, timeout=args.timeout,
+                     device=args.device, threshold=args.threshold)
+    check_run_dir(args.run)  # before the server starts: the model loads when it does
     print(f"cnnlstm serve: http://{args.host}:{args.port}/  (Ctrl-C to stop)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -110,6 +110,12 @@ class ClassifyTask:
     def load(self, cfg, say) -> TaskData:
         train = load_spec(cfg.data, root=cfg.root)
         val = load_spec(cfg.val, root=cfg.root, classes=train.classes) if cfg.val else None
+        for key, videos in (("--data", train), ("--val", val)):
+            unlabelled = [item.path for item in videos.items if item.label is None] if videos is not None else []
+            if unlabelled:
+                raise ValueError(f"{key} {videos.source}: {len(unlabelled)} videos have no label (e.g. "
+                                 f"{unlabelled[0]}); training needs labels: put the videos in class folders "
+                                 "(DATA/<class>/<video>) or list them in a CSV with a `path,label` header")
         if val is not None:
             for message in check_group_leakage(train, val):
                 say(f"warning: {message}")

@@ -67,7 +67,7 @@ def dataset(tmp_path_factory):
 
 
 def test_scan_reports_every_video_with_the_documented_fields(dataset, capsys):
-    assert main(["scan", str(dataset), "--json", "--workers", "2"]) == 0
+    assert main(["scan", str(dataset), "--json", "--workers", "2"]) == 1  # 1: some files are bad
     report = json.loads(capsys.readouterr().out)
     by_name = {os.path.relpath(v["path"], dataset): v for v in report["videos"]}
     assert set(by_name) == {"jump/a.mp4", "run/a.mp4", "run/truncated.mp4", "jump/garbage.avi", "jump/empty.mkv"}
@@ -85,7 +85,7 @@ def test_scan_reports_every_video_with_the_documented_fields(dataset, capsys):
 
 
 def test_scan_table_lists_bad_files(dataset, capsys):
-    assert main(["scan", str(dataset), "--fast"]) == 0
+    assert main(["scan", str(dataset), "--fast"]) == 1
     out = capsys.readouterr().out
     assert "bad files:" in out and "garbage.avi" in out and "codecs: h264" in out
 
