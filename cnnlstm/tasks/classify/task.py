@@ -21,7 +21,7 @@ from ...data.datasets import VideoDataset, make_loader
 from ...data.transforms import average_views, eval_transform
 from ...engine import distributed
 from ...engine.loop import run_model
-from ..base import TaskData
+from ..base import TaskData, merge_windows
 from .metrics import classification_report, format_per_class, topk_accuracy
 
 
@@ -35,6 +35,13 @@ def collect_logits(model, loader, device, autocast=nullcontext) -> tuple[Tensor,
     if not rows:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long), [], skipped
     return torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), [r[2] for r in rows], skipped
+
+
+def top_row(classes: list[str], probs: Tensor, topk: int) -> dict:
+    """``label``, ``score`` and ``topk`` [[label, p], ...] of class probabilities (K,)."""
+    top = probs.topk(min(topk, len(classes)))
+    return {"label": classes[int(top.indices[0])], "score": float(top.values[0]),
+            "topk": [[classes[int(c)], float(p)] for p, c in zip(top.values, top.indices, strict=True)]}
 
 
 class ClassifyTask:
@@ -127,15 +134,19 @@ class ClassifyTask:
         return report
 
     def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int) -> dict:
-        classes = loaded.classes
         out = loaded.model(clip)
-        probs = out.logits.float().softmax(-1)[0].cpu()  # (K,)
-        top = probs.topk(min(topk, len(classes)))
-        row = {"label": classes[int(top.indices[0])], "score": float(top.values[0]),
-               "topk": [[classes[int(c)], float(p)] for p, c in zip(top.values, top.indices, strict=True)]}
+        row = top_row(loaded.classes, out.logits.float().softmax(-1)[0].cpu(), topk)
         if out.attention is not None:
             row["attention"] = [round(float(a), 6) for a in out.attention[0]]
         return row
+
+    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int) -> tuple[list[dict], Tensor]:
+        probs = loaded.model(x).logits.float().softmax(-1).cpu()  # (N, K)
+        return [top_row(loaded.classes, p, topk) for p in probs], probs
+
+    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int) -> dict:
+        """The video's label: the mean of the windows' class probabilities; segments: runs of windows."""
+        return {**top_row(loaded.classes, probs.mean(0), topk), "segments": merge_windows(windows)}
 
     def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:
         from ...viz import plot_frame_strip
@@ -170,4 +181,4 @@ class ClassifyTask:
         return f"of {len(summary.get('classes', []))} classes", "train.csv, test.csv (path,label), videos/<class>/"
 
 
-__all__ = ["ClassifyTask", "collect_logits"]
+__all__ = ["ClassifyTask", "collect_logits", "top_row"]
