@@ -18,6 +18,7 @@ Letters: N frames in a chunk, C channels, H/W height/width.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import pickle
@@ -38,18 +39,19 @@ def _reply(conn, kind: str, *payload) -> None:
     conn.send_bytes(pickle.dumps((kind, *payload)))
 
 
-def _serve(conn, max_memory_mb: int | None, alarm_s: int) -> None:
-    """Worker loop: ``("open", path, limits, threads)`` -> ``("info", VideoInfo)``; ``("frames",
-    indices, chunk, prepare)`` -> ``("chunk", indices (N,), frames)`` ... ``("done", corrupt)``.
-    Any exception goes back as ``("error", exc, traceback)``. ``alarm_s`` is a backstop: the
-    worker dies by itself when it hears nothing for that long (its parent is gone)."""
+def _serve(conn, max_memory_mb: int | None) -> None:
+    """Worker loop: ``("open", alarm_s, path, limits, threads)`` -> ``("info", VideoInfo)``;
+    ``("frames", alarm_s, indices, chunk, prepare)`` -> ``("chunk", indices (N,), frames)`` ...
+    ``("done", corrupt)``. Any exception goes back as ``("error", exc, traceback)``. ``alarm_s`` is
+    a backstop for an orphan: opening a video or decoding one chunk that takes that long ends the
+    worker by itself (a parent that is gone is otherwise noticed on the pipe: EOF or a broken pipe)."""
     from .decode import VideoReader
 
     if max_memory_mb is not None:
         limit_memory(max_memory_mb)
     reader = None
     while True:
-        signal.alarm(alarm_s)
+        signal.alarm(0)  # waiting and sending need no alarm: the pipe reports a dead parent
         try:
             message = pickle.loads(conn.recv_bytes())
         except EOFError:
@@ -60,17 +62,23 @@ def _serve(conn, max_memory_mb: int | None, alarm_s: int) -> None:
             if message[0] == "open":
                 if reader is not None:
                     reader.close()
-                _, path, limits, threads = message
+                _, alarm_s, path, limits, threads = message
+                signal.alarm(alarm_s)
                 reader = VideoReader(path, limits=limits, threads=threads)
+                signal.alarm(0)
                 _reply(conn, "info", reader.info)
                 continue
-            _, indices, chunk, prepare = message
+            _, alarm_s, indices, chunk, prepare = message
             for start in range(0, len(indices), chunk):
                 part = indices[start:start + chunk]
+                signal.alarm(alarm_s)
                 frames = reader.get_frames(part)  # (N, C, H, W) uint8
-                _reply(conn, "chunk", torch.as_tensor(part), prepare(frames) if prepare is not None else frames)
+                frames = prepare(frames) if prepare is not None else frames
+                signal.alarm(0)
+                _reply(conn, "chunk", torch.as_tensor(part), frames)
             _reply(conn, "done", reader.corrupt_frames)
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+            signal.alarm(0)
             _reply(conn, "error", exc, traceback.format_exc())
 
 
@@ -94,6 +102,7 @@ class FrameWorker:
         self._process = self._conn = None
         self._path = ""
         self.corrupt_frames = 0  # of the video opened last, once its frames have been read
+        self.alarm_margin = 60.0  # the worker's own backstop: timeout + this, per open and per chunk
 
     def __enter__(self) -> FrameWorker:
         return self
@@ -119,8 +128,7 @@ class FrameWorker:
 
     def _start(self) -> None:
         self._conn, child = self._ctx.Pipe()
-        alarm = int(self.timeout) + 60
-        self._process = self._ctx.Process(target=_serve, args=(child, self.max_memory_mb, alarm),
+        self._process = self._ctx.Process(target=_serve, args=(child, self.max_memory_mb),
                                           name="cnnlstm-frames", daemon=True)
         try:
             with allow_children():
@@ -131,6 +139,9 @@ class FrameWorker:
             raise
         finally:
             child.close()
+
+    def _alarm(self) -> int:
+        return math.ceil(self.timeout + self.alarm_margin)
 
     def _ask(self, message: tuple) -> None:
         if self._process is None or not self._process.is_alive():
@@ -170,7 +181,7 @@ class FrameWorker:
     def open(self, path: str | os.PathLike) -> VideoInfo:
         """Open ``path`` in the worker (probe, limits, packet index); typed VideoError when it is bad."""
         self._path, self.corrupt_frames = os.fspath(path), 0
-        self._ask(("open", os.path.abspath(self._path), self.limits, self.threads))
+        self._ask(("open", self._alarm(), os.path.abspath(self._path), self.limits, self.threads))
         message = self._receive()
         if message[0] == "error":
             self._raise(message)
@@ -192,7 +203,7 @@ class FrameWorker:
             raise ValueError(f"chunk must be an int >= 1; got {chunk!r}")
         if not indices:
             return
-        self._ask(("frames", indices, chunk, prepare))
+        self._ask(("frames", self._alarm(), indices, chunk, prepare))
         synced = False  # True once the worker has answered the whole request (done or error)
         try:
             while True:

@@ -81,3 +81,15 @@ def test_a_stalled_or_crashed_worker_costs_one_video_not_the_caller(worker, vide
     assert raised.value.path.endswith("s.mkv") and worker._process is None
     assert worker.open(videos["small"]).num_frames == 20, "a fresh worker after the failure"
     assert [len(f) for _, f in worker.frames([4])] == [1]
+
+
+def test_a_long_stream_outlives_the_workers_backstop_alarm_which_counts_per_chunk(worker, videos):
+    """The worker's alarm (an orphan's backstop) is re-armed for every chunk: 6 chunks of 1 s each
+    stream fine under a 3 s alarm (a whole hour of video is one request)."""
+    worker.open(videos["small"])
+    worker.timeout, worker.alarm_margin = 3.0, 0.0
+    try:
+        chunks = list(worker.frames(range(6), chunk=1, prepare=functools.partial(vf.slow_frames, seconds=1.0)))
+    finally:
+        worker.timeout, worker.alarm_margin = 120.0, 60.0
+    assert [int(i) for i, _ in chunks] == list(range(6))
