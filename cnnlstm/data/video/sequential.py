@@ -33,6 +33,7 @@ from .isolate import allow_children, describe_exit, limit_memory
 from .types import Limits, VideoInfo
 
 DEFAULT_CHUNK = 32  # frames per message: large enough to amortise the pipe, small enough to stay flat
+PREPARE_FRAMES = 4  # frames per prepare() call in the worker (its intermediates, e.g. float copies, stay small)
 
 
 def _reply(conn, kind: str, *payload) -> None:
@@ -73,7 +74,9 @@ def _serve(conn, max_memory_mb: int | None) -> None:
                 part = indices[start:start + chunk]
                 signal.alarm(alarm_s)
                 frames = reader.get_frames(part)  # (N, C, H, W) uint8
-                frames = prepare(frames) if prepare is not None else frames
+                if prepare is not None:  # a few frames at a time: a float resize of 32 720p frames is 350 MB
+                    frames = torch.cat([prepare(frames[i:i + PREPARE_FRAMES])
+                                        for i in range(0, len(frames), PREPARE_FRAMES)])
                 signal.alarm(0)
                 _reply(conn, "chunk", torch.as_tensor(part), frames)
             _reply(conn, "done", reader.corrupt_frames)
@@ -191,7 +194,8 @@ class FrameWorker:
                prepare: Callable[[torch.Tensor], torch.Tensor] | None = None
                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(indices (N,), frames)`` chunks of the opened video in order: uint8 (N, C, H, W),
-        or what ``prepare`` (a picklable callable, run in the worker) makes of them.
+        or what ``prepare`` (a picklable callable, run in the worker on a few frames at a time, so it
+        must treat frames independently, like a resize) makes of them.
 
         ``indices`` must be sorted and unique. Leaving the loop early kills the worker (it is
         mid-stream); the next :meth:`open` starts another.
