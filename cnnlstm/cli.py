@@ -24,6 +24,7 @@ COMMANDS = (
     "cnnlstm.train",  # train
     "cnnlstm.apps.compare",  # compare
     "cnnlstm.inference",  # evaluate, predict
+    "cnnlstm.apps.extract",  # extract
     "cnnlstm.data.video.scan",  # scan
     "cnnlstm.apps.demo",  # demo
     "cnnlstm.deploy.stream",  # stream

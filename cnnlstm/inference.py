@@ -25,9 +25,12 @@ from .data.video.decode import VideoReader
 from .data.video.errors import VideoError
 from .data.video.pool import IsolatedPool
 from .data.video.types import Limits
-from .errors import EXIT_SOME_FAILED
+from .errors import EXIT_SOME_FAILED, UserError
 from .run import load_run
 from .tasks import get_task
+
+# a clip whose sampled frames lie further apart than this (seconds) gets a note suggesting --window
+LONG_VIDEO_GAP_S = 2.0
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | os.PathLike, *, root: str | os.PathLike | None = None,
@@ -136,11 +139,22 @@ class Predictor:
         with torch.inference_mode():
             part = loaded.task.predict_row(loaded, clip, torch.tensor(row["frame_times"]), facts, topk=self.topk,
                                            threshold=self.threshold)
-        return {**row, **part}
+        note = long_video_note(len(indices), facts["duration"])
+        return {**row, **part, **({"note": note} if note else {})}
+
+
+def long_video_note(sampled: int, duration: float | None) -> str | None:
+    """A hint when one clip is spread thin over a long video (sampled frames more than
+    ``LONG_VIDEO_GAP_S`` seconds apart): it says how thin and suggests ``--window``."""
+    if not duration or not sampled or duration / sampled <= LONG_VIDEO_GAP_S:
+        return None
+    return (f"sampled {sampled} frames from {duration:.0f} s: one frame every {duration / sampled:.1f} s, one label "
+            "for the whole video; for a timeline use --window SECONDS (e.g. --window 4), or window= in Python")
 
 def predict(run_dir: str | os.PathLike, videos: Sequence[str | os.PathLike], *, topk: int = 5, device: str = "auto",
-            plot: str | os.PathLike | None = None, timeout: float = 120.0,
-            limits: Limits | None = Limits(), threshold: float = 0.5) -> list[dict]:
+            plot: str | os.PathLike | None = None, timeout: float = 120.0, limits: Limits | None = Limits(),
+            window: float | None = None, stride: float | None = None, batch_size: int = 16,
+            threshold: float = 0.5) -> list[dict]:
     """Label each video; a bad video gets ``{"path", "error", "reason"}`` instead of a prediction.
 
     Every result has path, label, score, frame_indices, frame_times (seconds) and the video's
@@ -150,7 +164,26 @@ def predict(run_dir: str | os.PathLike, videos: Sequence[str | os.PathLike], *, 
     action with most frames); captioning adds ``caption``, ``words`` and ``word_attention``
     (one row of weights over the sampled frames per generated word); multi-label runs add ``labels``
     ([label, score] for every class whose probability is at least ``threshold``) and ``threshold``.
+    A long video whose sampled
+    frames lie more than ``LONG_VIDEO_GAP_S`` apart also gets a ``note`` suggesting ``window``.
+
+    ``window`` (seconds) predicts over windows of that length every ``stride`` seconds (default:
+    the window) instead, decoding each video once, in order (:mod:`cnnlstm.windows`): results
+    have ``windows`` [{start, end, label, score, ...}], ``segments`` (runs of windows with the same
+    label; per-frame models: segments over every sampled frame), the video-level ``label``,
+    ``score`` (classification: the mean of the windows' probabilities, with ``topk``),
+    ``num_windows``, ``frames_per_window`` and the video's facts; ``timeout`` then applies to
+    each chunk of decoded frames.
     """
+    if window is not None:
+        from .windows import WindowPredictor, check_window
+
+        check_window(window, stride)
+        with WindowPredictor(load_run(run_dir, device=device), window=window, stride=stride, topk=topk,
+                             batch_size=batch_size, timeout=timeout, limits=limits) as predictor:
+            return predictor.predict(videos, plot=plot)
+    if stride is not None:
+        raise ValueError(f"stride={stride} needs window= (seconds per window); got window=None")
     with Predictor(run_dir, device=device, timeout=timeout, limits=limits, topk=topk,
                    threshold=threshold) as predictor:
         return predictor.predict(videos, plot=plot)
@@ -182,8 +215,16 @@ def add_parser(sub) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="multi-label runs: list every class with a probability at least this")
     p.add_argument("--json", action="store_true", help="print JSON: one object per video")
-    p.add_argument("--plot", default=None, help="PNG: sampled frames with attention weights (suffix _i per video)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to decode one video")
+    p.add_argument("--plot", default=None, help="PNG: sampled frames with attention weights (suffix _i per video); "
+                   "with --window: thumbnails above the timeline of windows and segments")
+    p.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="predict every window of this many seconds (one sequential decode; a timeline for long videos)")
+    p.add_argument("--stride", type=float, default=None, metavar="SECONDS",
+                   help="with --window: seconds between window starts (default: the window)")
+    p.add_argument("--csv", default=None, metavar="OUT.csv", help="with --window: write one row per window")
+    p.add_argument("--batch-size", type=int, default=16, help="with --window: windows per model call")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to decode one video (with --window: one chunk of frames)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
 
@@ -206,21 +247,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Label videos with a trained run; each is decoded in an isolated worker with a timeout."""
+    if args.window is None and (args.stride is not None or args.csv is not None):
+        raise UserError("--stride and --csv need --window SECONDS (e.g. --window 2)")
     results = predict(args.run, args.videos, topk=args.topk, device=args.device, plot=args.plot, timeout=args.timeout,
-                      threshold=args.threshold)
+                      window=args.window, stride=args.stride, batch_size=args.batch_size, threshold=args.threshold)
+    if args.csv:
+        from .engine.io import atomic_write_text
+        from .windows import windows_csv
+
+        atomic_write_text(args.csv, windows_csv(results))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        task = _run_task(args.run)
-        for r in results:
-            if "error" in r:
-                print(f"{r['path']}: ERROR {r['error']}")
-                continue
-            for line in task.format_prediction(r):
-                print(line)
-            if r.get("plot"):
-                print(f"  plot: {r['plot']}")
+        _print_predictions(results, args)
     return 0 if all("error" not in r for r in results) else EXIT_SOME_FAILED
 
 
-__all__ = ["evaluate", "predict", "Predictor", "read_clip", "add_parser"]
+def _print_predictions(results: list[dict], args: argparse.Namespace) -> None:
+    task = _run_task(args.run)
+    for r in results:
+        if "error" in r:
+            print(f"{r['path']}: ERROR {r['error']}")
+            continue
+        if args.window is not None:
+            from .windows import format_windows
+
+            lines = format_windows(r)
+        else:
+            lines = task.format_prediction(r)
+        for line in lines:
+            print(line)
+        if r.get("note"):
+            print(f"  note: {r['note']}")
+        if r.get("plot"):
+            print(f"  plot: {r['plot']}")
+    if args.csv:
+        print(f"windows: {args.csv}")
+
+
+__all__ = ["evaluate", "predict", "Predictor", "read_clip", "long_video_note", "LONG_VIDEO_GAP_S", "add_parser"]

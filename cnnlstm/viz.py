@@ -24,7 +24,7 @@ import torch
 from ._optional import require
 
 __all__ = ["plot_curves", "plot_frame_strip", "plot_bars", "plot_lines", "figure", "save", "as_numpy", "class_colors",
-           "percent_axis", "clip_frames", "strip_layout", "draw_thumbnails"]
+           "percent_axis", "clip_frames", "strip_layout", "draw_thumbnails", "plot_timeline_strip"]
 
 _DPI = 100
 
@@ -294,4 +294,40 @@ def plot_lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], pa
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def plot_timeline_strip(thumbs: Mapping[float, Any], tracks: Mapping[str, Sequence[tuple[float, float, str]]],
+                        names: Sequence[str], duration: float, path: str | os.PathLike, *,
+                        title: str | None = None) -> str:
+    """A long video at a glance: thumbnails ``{seconds: uint8 (C, H, W)}`` in a strip, above one
+    row per track of labelled spans ``(start, end, label)`` in seconds (windows, segments), coloured
+    by the label's position in ``names``."""
+    if not thumbs or not tracks:
+        raise ValueError("plot_timeline_strip needs at least one thumbnail and one track")
+    times = sorted(thumbs)
+    f = clip_frames(torch.stack([torch.as_tensor(thumbs[t]) for t in times]))  # (n, C, H, W)
+    idx, width, strip_h = strip_layout(f, len(times))
+    fig = figure(width, strip_h + 0.6 * len(tracks) + 1.6)
+    grid = fig.add_gridspec(2, len(idx), height_ratios=[strip_h, 0.6 * len(tracks) + 0.8])
+    draw_thumbnails(fig, grid, f, idx)
+    for j, i in enumerate(idx):
+        fig.axes[j].set_title(f"{times[i]:.1f} s", fontsize=8)
+    ax = fig.add_subplot(grid[1, :])
+    palette = class_colors(max(len(names), 1))
+    color = {name: palette[k] for k, name in enumerate(names)}
+    for r, spans in enumerate(tracks.values()):
+        y = len(tracks) - 1 - r  # first track on top
+        for label in dict.fromkeys(s[2] for s in spans):  # one artist per (track, label)
+            bars = [(s[0], s[1] - s[0]) for s in spans if s[2] == label]
+            ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=color.get(label, "0.7"), edgecolors="white", linewidth=0.3)
+    ax.set_yticks(range(len(tracks)), list(tracks)[::-1])
+    ax.set(xlim=(0, max(duration, 1e-6)), ylim=(-0.6, len(tracks) - 0.4), xlabel="seconds")
+    from matplotlib.patches import Patch
+
+    shown = list(dict.fromkeys(s[2] for spans in tracks.values() for s in spans))
+    handles = [Patch(color=color.get(label, "0.7"), label=str(label)[:40]) for label in shown[:12]]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8)
+    if title:
+        fig.suptitle(title)
     return save(fig, path)

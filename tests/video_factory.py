@@ -236,3 +236,14 @@ def probe_peak_memory(path: str) -> tuple[str, float]:
     except VideoError as exc:
         outcome = type(exc).__name__
     return outcome, _peak_rss_mb() - before
+
+
+def slow_frames(frames, seconds: float = 60.0):
+    """A ``prepare`` for FrameWorker that stalls (a hung decoder, as the worker's caller sees it)."""
+    time.sleep(seconds)
+    return frames
+
+
+def crash_on_frames(frames) -> None:
+    """A ``prepare`` for FrameWorker that dies like a native decoder bug."""
+    crash()

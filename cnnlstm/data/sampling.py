@@ -210,6 +210,23 @@ def fps_indices(
     return idx
 
 
+def window_starts(num_frames: int, span: int, hop: int) -> Tensor:
+    """First frames of the windows of ``span`` frames every ``hop`` frames that cover a video.
+
+    Windows start at 0, hop, 2 * hop, ... while they fit; when the last one ends before the
+    video does, one more window ends at the last frame. So ``N = ceil((num_frames - span) / hop) + 1``
+    windows (in seconds: ``ceil((duration - window) / stride) + 1``), and a video shorter than one
+    window gets a single window starting at 0. Returns a LongTensor ``(N,)``.
+    """
+    n, span, hop = _positive("num_frames", num_frames), _positive("span", span), _positive("hop", hop)
+    if span >= n:
+        return torch.zeros(1, dtype=torch.long)
+    starts = torch.arange(0, n - span + 1, hop)  # (N,)
+    if int(starts[-1]) + span < n:
+        starts = torch.cat([starts, torch.tensor([n - span])])
+    return starts
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     """Which sampler to use and its scalars; :func:`sample_indices` dispatches on ``kind``.
@@ -270,6 +287,26 @@ def sample_indices(
     )
 
 
+def sample_timed_windows(cfg: SamplerConfig, num_frames: int, fps: float, window: float,
+                         stride: float | None = None) -> tuple[Tensor, Tensor, int]:
+    """Windows of ``window`` seconds every ``stride`` seconds (default: ``window``) over a whole
+    video, each sampled by ``cfg`` as an eval clip of its own (a training clip of ``window``
+    seconds is sampled the same way): ``(starts (N,), indices (N, T), span)``, where ``span`` is
+    the window length in frames and ``indices`` are frame indices of the video.
+    """
+    fps = _rate("fps", fps)
+    for name, value in (("window", window), ("stride", stride if stride is not None else window)):
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
+    if cfg.kind == "sliding":
+        raise ValueError("timed windows sample each window as one clip; kind='sliding' makes many clips per window")
+    n = _positive("num_frames", num_frames)
+    span = min(n, max(1, round(window * fps)))
+    starts = window_starts(n, span, max(1, round((stride if stride is not None else window) * fps)))  # (N,)
+    pattern = sample_indices(cfg, span, fps=fps, train=False)  # (T,) within one window
+    return starts, starts[:, None] + pattern[None], span  # (N,), (N, T)
+
+
 def sample_windows(
     cfg: SamplerConfig,
     num_frames: int,
@@ -295,4 +332,6 @@ __all__ = [
     "SamplerConfig",
     "sample_indices",
     "sample_windows",
+    "window_starts",
+    "sample_timed_windows",
 ]

@@ -221,6 +221,23 @@ def eval_transform(cfg: DataConfig) -> ClipTransform:
     return ClipTransform(cfg, train=False)
 
 
+class EvalResize:
+    """The eval transform's first step alone: uint8 ``(T, C, H, W)`` -> uint8 with the shorter side
+    ``cfg.resize_size``. Picklable: run it where frames are decoded (a worker process) so that
+    full-size frames never travel; ``eval_transform(cfg)`` then gives exactly what it gives on the
+    full-size frames (its resize of an already resized clip is a no-op)."""
+
+    def __init__(self, cfg: DataConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, clip: Tensor) -> Tensor:
+        _check_clip(clip, len(self.cfg.mean))
+        return _resize_shorter(clip, self.cfg.resize_size, self.cfg)  # (T, C, H', W')
+
+    def __repr__(self) -> str:
+        return f"EvalResize({self.cfg})"
+
+
 def multi_view_crops(clip: Tensor, cfg: DataConfig, num_crops: int = 3) -> Tensor:
     """Spatial test-time views of one clip, normalised float32 ``(V, T, C, S, S)``.
 
@@ -270,6 +287,7 @@ __all__ = [
     "ClipTransform",
     "train_transform",
     "eval_transform",
+    "EvalResize",
     "multi_view_crops",
     "to_float_normalized",
     "denormalize",

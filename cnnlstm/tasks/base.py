@@ -104,6 +104,17 @@ class Task(Protocol):
     def plot_prediction(self, loaded: LoadedRun, frames: torch.Tensor, row: dict, path: Path) -> str:
         """A PNG of one prediction over its frames uint8 (T, C, H, W); returns the path."""
 
+    def window_rows(self, loaded: LoadedRun, x: torch.Tensor, times: torch.Tensor, *,
+                    topk: int) -> tuple[list[dict], torch.Tensor | None]:
+        """Windowed prediction (:mod:`cnnlstm.windows`): one row per window (``label``, ``score`` and
+        the task's details) for clips (N, T, C, S, S) or frame features (N, T, D) with frame times
+        (N, T) in seconds, and what :meth:`summarize_windows` needs of them (probabilities or None)."""
+
+    def summarize_windows(self, loaded: LoadedRun, windows: list[dict], probs: torch.Tensor | None,
+                          times: torch.Tensor, *, topk: int) -> dict:
+        """The video-level part of a windowed prediction from every window (rows with ``start`` and
+        ``end``), their concatenated ``probs`` and ``times`` (N, T): ``label``, ``score``, ``segments``."""
+
     def format_evaluation(self, report: dict) -> list[str]:
         """The lines ``cnnlstm evaluate`` prints for ``report``."""
 
@@ -125,6 +136,24 @@ def softmax_scores(logits: torch.Tensor, classes: list[str], *, topk: int) -> di
     return {"label": ranked[0][0], "score": ranked[0][1], "topk": ranked}
 
 
+def merge_windows(windows: list[dict]) -> list[dict]:
+    """Consecutive windows with the same ``label`` as one segment ``{label, start, end, score,
+    windows}``: from the first window's start to the last one's end, ``score`` the mean of the
+    windows' scores, ``windows`` how many. Overlapping windows (stride < window) give segments
+    that overlap their neighbours by the overlap."""
+    segments: list[dict] = []
+    for w in windows:
+        last = segments[-1] if segments else None
+        if last is not None and last["label"] == w["label"]:
+            last["end"], last["score"], last["windows"] = w["end"], last["score"] + w["score"], last["windows"] + 1
+        else:
+            segments.append({"label": w["label"], "start": w["start"], "end": w["end"], "score": w["score"],
+                             "windows": 1})
+    for seg in segments:
+        seg["score"] = seg["score"] / seg["windows"]
+    return segments
+
+
 def teacher_forcing_ratio(cfg, progress: float) -> float:
     """Scheduled sampling: ``teacher_forcing`` at the start of training, linearly to
     ``teacher_forcing_end`` (when set) at the end; ``progress`` in [0, 1]."""
@@ -133,4 +162,4 @@ def teacher_forcing_ratio(cfg, progress: float) -> float:
     return cfg.teacher_forcing + (cfg.teacher_forcing_end - cfg.teacher_forcing) * min(max(progress, 0.0), 1.0)
 
 
-__all__ = ["Task", "TaskData", "softmax_scores", "teacher_forcing_ratio"]
+__all__ = ["Task", "TaskData", "softmax_scores", "teacher_forcing_ratio", "merge_windows"]

@@ -12,9 +12,11 @@ from cnnlstm.data.sampling import (
     fps_indices,
     random_clip_indices,
     sample_indices,
+    sample_timed_windows,
     sample_windows,
     sliding_window_indices,
     uniform_indices,
+    window_starts,
 )
 
 LENGTHS = [1, 2, 3, 7, 8, 9, 16, 17, 100, 301]
@@ -164,3 +166,37 @@ def test_the_default_view_is_unchanged():
     assert fps_indices(30, 30, 10, position=0.5 - 1 / 3).tolist() == list(range(2, 30, 3))
     with pytest.raises(ValueError, match=r"position must be in \[0, 1\)"):
         SamplerConfig(kind="random_clip", position=1.0)
+
+
+@pytest.mark.parametrize("n", [1, 5, 49, 50, 51, 99, 100, 101, 250])
+@pytest.mark.parametrize("span, hop", [(50, 50), (50, 25), (50, 30), (10, 50), (1, 1)])
+def test_window_starts_cover_the_video_with_the_documented_count(n, span, hop):
+    starts = window_starts(n, span, hop)
+    if span >= n:
+        assert starts.tolist() == [0]
+        return
+    assert len(starts) == -(-(n - span) // hop) + 1  # ceil((n - span) / hop) + 1
+    assert starts[0] == 0 and int(starts[-1]) + span == n, "the last window ends at the last frame"
+    assert bool((starts.diff() > 0).all()) and bool((starts.diff() <= hop).all())
+    if hop <= span:  # no frame between windows is left out
+        covered = torch.zeros(n, dtype=torch.bool)
+        for a in starts.tolist():
+            covered[a:a + span] = True
+        assert bool(covered.all())
+
+
+def test_timed_windows_sample_each_window_like_an_eval_clip():
+    cfg = SamplerConfig(num_frames=8)
+    starts, indices, span = sample_timed_windows(cfg, 1000, 25.0, window=2.0, stride=1.5)  # 40 s
+    assert span == 50 and indices.shape == (len(starts), 8)
+    assert len(starts) == -(-(1000 - 50) // 38) + 1  # ceil((40 s - 2 s) / 1.5 s) + 1; 1.5 s is 38 frames at 25 fps
+    for a, row in zip(starts.tolist(), indices, strict=True):
+        assert torch.equal(row, a + uniform_indices(50, 8)), "each window is a 50-frame video sampled by cfg"
+    clip = SamplerConfig(kind="random_clip", num_frames=4, stride=2)
+    _, indices, _ = sample_timed_windows(clip, 300, 30.0, window=1.0)
+    assert torch.equal(indices[1] - indices[0], torch.full((4,), 30)) and indices[0].tolist() == [11, 13, 15, 17]
+    starts, indices, span = sample_timed_windows(cfg, 30, 25.0, window=10.0)  # shorter than one window
+    assert starts.tolist() == [0] and span == 30 and indices.shape == (1, 8)
+    for bad in (dict(window=0), dict(window=2.0, stride=-1), dict(window=float("nan"))):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            sample_timed_windows(cfg, 100, 25.0, **bad)

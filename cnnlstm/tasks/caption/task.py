@@ -9,6 +9,7 @@ Letters: B batch, T frames, L caption tokens, V vocabulary size.
 """
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from ...engine import distributed
 from ...engine.health import LabelCounts
 from ...engine.io import atomic_write_json
 from ...engine.loop import run_model
-from ..base import TaskData, softmax_scores, teacher_forcing_ratio
+from ..base import TaskData, merge_windows, softmax_scores, teacher_forcing_ratio
 from .generate import generate
 from .metrics import caption_report
 from .text import CaptionTargets, Vocabulary
@@ -172,6 +173,26 @@ class CaptionTask:
 
     def label_scores(self, loaded, logits: Tensor, *, topk: int, threshold: float = 0.5) -> dict:
         return softmax_scores(logits, loaded.classes, topk=topk)
+
+    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int) -> tuple[list[dict], None]:
+        """A caption per window (beam search as in predict); ``score`` is the caption's beam score."""
+        cfg, vocab = loaded.cfg, loaded.state
+        outs = generate(loaded.model, x, beam_size=cfg.beam_size, length_penalty=cfg.length_penalty,
+                        max_len=cfg.max_caption_len, bos=vocab.bos, eos=vocab.eos)
+        rows = []
+        for out in outs:
+            caption = vocab.decode(out["tokens"])
+            rows.append({"label": caption, "caption": caption, "score": float(out["score"])})
+        return rows, None
+
+    def summarize_windows(self, loaded, windows: list[dict], probs: None, times: Tensor, *, topk: int) -> dict:
+        """The video's caption: the one most windows got (the earliest on a tie), with the mean of their
+        scores; segments: runs of windows with the same caption."""
+        counts = Counter(w["caption"] for w in windows)
+        caption = max(counts, key=lambda c: counts[c])  # the first of the most common, in window order
+        scores = [w["score"] for w in windows if w["caption"] == caption]
+        return {"label": caption, "caption": caption, "score": sum(scores) / len(scores),
+                "segments": merge_windows(windows)}
 
     def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:
         from .viz import plot_caption_attention

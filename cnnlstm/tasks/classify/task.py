@@ -23,7 +23,7 @@ from ...data.transforms import average_views, eval_transform
 from ...engine import distributed
 from ...engine.health import LabelCounts
 from ...engine.loop import run_model
-from ..base import TaskData, softmax_scores
+from ..base import TaskData, merge_windows, softmax_scores
 from .metrics import classification_report, format_per_class, topk_accuracy
 
 
@@ -82,6 +82,13 @@ def views_report(per_view: list[dict[int, tuple]], classes: list[str], skipped: 
     report.update(views=views, num_clips=len(common) * views, video_top1=report["top1"], video_top5=report["top5"],
                   clip_top1=clip[1], clip_top5=clip[k5])
     return report
+
+
+def top_row(classes: list[str], probs: Tensor, topk: int) -> dict:
+    """``label``, ``score`` and ``topk`` [[label, p], ...] of class probabilities (K,)."""
+    top = probs.topk(min(topk, len(classes)))
+    return {"label": classes[int(top.indices[0])], "score": float(top.values[0]),
+            "topk": [[classes[int(c)], float(p)] for p, c in zip(top.values, top.indices, strict=True)]}
 
 
 class ClassifyTask:
@@ -171,18 +178,22 @@ class ClassifyTask:
 
     def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int,
                     threshold: float = 0.5) -> dict:
-        classes = loaded.classes
         out = loaded.model(clip)
-        probs = out.logits.float().softmax(-1)[0].cpu()  # (K,)
-        top = probs.topk(min(topk, len(classes)))
-        row = {"label": classes[int(top.indices[0])], "score": float(top.values[0]),
-               "topk": [[classes[int(c)], float(p)] for p, c in zip(top.values, top.indices, strict=True)]}
+        row = top_row(loaded.classes, out.logits.float().softmax(-1)[0].cpu(), topk)
         if out.attention is not None:
             row["attention"] = [round(float(a), 6) for a in out.attention[0]]
         return row
 
     def label_scores(self, loaded, logits: Tensor, *, topk: int, threshold: float = 0.5) -> dict:
         return softmax_scores(logits, loaded.classes, topk=topk)
+
+    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int) -> tuple[list[dict], Tensor]:
+        probs = loaded.model(x).logits.float().softmax(-1).cpu()  # (N, K)
+        return [top_row(loaded.classes, p, topk) for p in probs], probs
+
+    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int) -> dict:
+        """The video's label: the mean of the windows' class probabilities; segments: runs of windows."""
+        return {**top_row(loaded.classes, probs.mean(0), topk), "segments": merge_windows(windows)}
 
     def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:
         from ...viz import plot_frame_strip
@@ -221,4 +232,4 @@ class ClassifyTask:
         return f"of {len(summary.get('classes', []))} classes", "train.csv, test.csv (path,label), videos/<class>/"
 
 
-__all__ = ["ClassifyTask", "collect_logits", "collect_views", "views_report"]
+__all__ = ["ClassifyTask", "collect_logits", "collect_views", "views_report", "top_row"]

@@ -28,7 +28,7 @@ from ...data.transforms import average_views, eval_transform
 from ...engine import distributed
 from ...engine.health import MultiHotCounts
 from ...engine.loop import run_model
-from ..base import TaskData
+from ..base import TaskData, merge_windows
 from .labels import MultiLabelTargets, load_multilabel
 from .metrics import check_threshold, format_per_class, multilabel_report
 
@@ -199,6 +199,17 @@ class MultiLabelTask:
         ranked = [[classes[c], round(float(probs[c]), 6)] for c in order]
         return {"label": ranked[0][0], "score": ranked[0][1], "labels": [r for r in ranked if r[1] >= threshold],
                 "threshold": threshold, "topk": ranked[:max(1, topk)]}
+
+    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int) -> tuple[list[dict], Tensor]:
+        """Every label of each window at or above the default threshold (0.5), as :meth:`label_scores`."""
+        logits = loaded.model(x).logits.float().cpu()  # (N, K)
+        return [self.label_scores(loaded, w, topk=topk) for w in logits], logits.sigmoid()
+
+    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int) -> dict:
+        """The video's labels: the mean of the windows' class probabilities; segments: runs of windows
+        with the same best label."""
+        return {**self.label_scores(loaded, probs.mean(0).logit(eps=1e-6), topk=topk),
+                "segments": merge_windows(windows)}
 
     def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:
         from ...viz import plot_frame_strip

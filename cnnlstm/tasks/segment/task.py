@@ -52,6 +52,17 @@ def collect_frames(model, loader, device, autocast=nullcontext) -> tuple[list[di
     return run_model(model, loader, device, rows_of, autocast=autocast)
 
 
+def frame_summary(classes: list[str], probs: Tensor) -> dict:
+    """Per-frame probabilities (T, K) -> the dominant action (the non-background class with most
+    frames, background when there is none) with its mean probability, frame labels and scores."""
+    pred = probs.argmax(-1)  # (T,)
+    counts = torch.bincount(pred, minlength=len(classes))
+    main = int(counts[1:].argmax()) + 1 if len(classes) > 1 and counts[1:].sum() > 0 else 0
+    return {"label": classes[main], "score": float(probs[pred == main, main].mean()) if (pred == main).any() else 0.0,
+            "frame_labels": [classes[int(c)] for c in pred],
+            "frame_scores": [round(float(p), 6) for p in probs.max(-1).values]}
+
+
 class SegmentTask:
     name = "segment"
     default_model = "seq2seq_cnn_lstm"
@@ -153,19 +164,35 @@ class SegmentTask:
     def predict_row(self, loaded, clip: Tensor, times: Tensor, facts: dict, *, topk: int,
                     threshold: float = 0.5) -> dict:
         """Per-frame probabilities -> frame labels, segments in seconds, the dominant action."""
-        classes, cfg = loaded.classes, loaded.cfg
         probs = loaded.model(clip).logits.float()[0].softmax(-1).cpu()  # (T, K)
-        pred = probs.argmax(-1)  # (T,)
-        segments = labels_to_segments(pred, probs, times, smooth=cfg.smooth, min_length=cfg.min_segment, background=0)
-        if facts["duration"]:  # the last sampled frame's span can reach past the end
-            segments = [{**s, "end": min(s["end"], facts["duration"])} for s in segments]
-        counts = torch.bincount(pred, minlength=len(classes))
-        main = int(counts[1:].argmax()) + 1 if len(classes) > 1 and counts[1:].sum() > 0 else 0
-        return {"label": classes[main],
-                "score": float(probs[pred == main, main].mean()) if (pred == main).any() else 0.0,
-                "frame_labels": [classes[int(c)] for c in pred],
-                "frame_scores": [round(float(p), 6) for p in probs.max(-1).values],
-                "segments": [{**s, "label": classes[int(s["label"])]} for s in segments]}
+        return {**frame_summary(loaded.classes, probs),
+                "segments": self._segments(loaded, probs, times, facts["duration"])}
+
+    def _segments(self, loaded, probs: Tensor, times: Tensor, duration: float | None) -> list[dict]:
+        """Segments in seconds of per-frame probabilities (T, K) at ``times`` (T,), named."""
+        cfg, classes = loaded.cfg, loaded.classes
+        segments = labels_to_segments(probs.argmax(-1), probs, times, smooth=cfg.smooth, min_length=cfg.min_segment,
+                                      background=0)
+        if duration:  # the last sampled frame's span can reach past the end
+            segments = [{**s, "end": min(s["end"], duration)} for s in segments]
+        return [{**s, "label": classes[int(s["label"])]} for s in segments]
+
+    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int) -> tuple[list[dict], Tensor]:
+        probs = loaded.model(x).logits.float().softmax(-1).cpu()  # (N, T, K)
+        rows = [{**frame_summary(loaded.classes, p), "frame_times": [round(float(s), 4) for s in t]}
+                for p, t in zip(probs, times, strict=True)]
+        return rows, probs
+
+    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int) -> dict:
+        """Segments over the whole video from every window's frames; a frame that several windows
+        sampled (stride < window) takes the mean of their probabilities."""
+        at, inverse = torch.unique(times.reshape(-1), return_inverse=True)  # (F,) sorted frame times
+        flat = probs.flatten(0, 1)  # (N*T, K)
+        summed = flat.new_zeros(len(at), flat.shape[-1]).index_add_(0, inverse, flat)  # (F, K)
+        mean = summed / torch.bincount(inverse, minlength=len(at))[:, None]  # (F, K)
+        summary = frame_summary(loaded.classes, mean)
+        return {"label": summary["label"], "score": summary["score"],
+                "segments": self._segments(loaded, mean, at, windows[-1]["end"] if windows else None)}
 
     def label_scores(self, loaded, logits: Tensor, *, topk: int, threshold: float = 0.5) -> dict:
         return softmax_scores(logits, loaded.classes, topk=topk)
@@ -201,4 +228,4 @@ class SegmentTask:
         return "with per-frame action segments", "train.csv, test.csv (video,start,end,label), videos/"
 
 
-__all__ = ["SegmentTask", "segment_score", "collect_frames", "REPORTED"]
+__all__ = ["SegmentTask", "segment_score", "collect_frames", "frame_summary", "REPORTED"]
