@@ -119,9 +119,12 @@ def test_a_model_that_does_not_fit_the_task_is_refused_with_the_fix(segment_data
     with pytest.raises(ValueError, match="--model caption_lstm"):
         fit(_config(caption_data, tmp_path / "b", task="caption", model="cnn_lstm", frames=8, epochs=1),
             log=lambda *_: None)
+    videos = sorted((segment_data / "videos").iterdir())[:4]  # labelled as clips: the data is fine, the model is not
+    clips = tmp_path / "clips.csv"
+    clips.write_text("path,label\n" + "".join(f"{v},{'ab'[i % 2]}\n" for i, v in enumerate(videos)))
     with pytest.raises(ValueError, match="--task segment"):
         fit(_config(segment_data, tmp_path / "c", task="classify", model="seq2seq_cnn_lstm", frames=8, epochs=1,
-                    data=str(segment_data / "videos"), val=None), log=lambda *_: None)
+                    data=str(clips), val=None), log=lambda *_: None)
 
 
 def test_segment_targets_survive_the_feature_cache(segment_data, tmp_path):
