@@ -37,7 +37,7 @@ class TrainConfig:
     model: str | None = None  # None: the task's default model (classify: cnn_lstm, segment: seq2seq_cnn_lstm, ...)
     backbone: str = "resnet18"
     weights: str = "none"  # none | imagenet | /path/to/file
-    pool: str = "avg"  # avg | attention (spatial attention pooling) | grid (2x2 cells: keeps position, for motion)
+    pool: str | None = None  # avg | attention | grid (2x2 cells: keeps position); None: the backbone's default
     hidden_size: int | None = None  # None: the model's default
     dropout: float | None = None  # None: the model's recipe, else the model's default
     bidirectional: bool | None = None  # None: the model's default; True reads the whole clip (offline, cannot stream)
@@ -101,7 +101,7 @@ class TrainConfig:
         from .tasks import list_tasks  # the registry imports the task modules: only when a config is made
 
         choices = {"task": tuple(list_tasks()), "schedule": ("auto", "gradual", "frozen", "full"),
-                   "pool": ("avg", "attention", "grid"),
+                   "pool": (None, "avg", "attention", "grid"),
                    "precision": ("auto", "fp32", "bf16", "fp16"), "on_error": ("skip", "raise"),
                    "sampler": ("uniform", "random_clip", "fps"), "short": ("pad", "loop", "keep")}
         for key, allowed in choices.items():

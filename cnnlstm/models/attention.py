@@ -25,8 +25,10 @@ class TemporalAttention(nn.Module):
 
     def __init__(self, hidden_size: int, attention_size: int = 128):
         super().__init__()
+        # no bias on the score: a constant added to every score before a softmax over time changes
+        # nothing and never gets a gradient (the seed's class has one: one parameter fewer here)
         self.attention = nn.Sequential(
-            nn.Linear(hidden_size, attention_size), nn.Tanh(), nn.Linear(attention_size, 1)
+            nn.Linear(hidden_size, attention_size), nn.Tanh(), nn.Linear(attention_size, 1, bias=False)
         )
 
     def init_state(self, batch: int, hidden: int, device=None, dtype=None) -> State:

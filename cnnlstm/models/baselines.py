@@ -117,7 +117,7 @@ class TransformerTemporal(nn.Module):
 
 
 @register_model(recipe="transformer")
-def temporal_transformer(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+def temporal_transformer(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                          d_model: int = 512, num_layers: int = 2, num_heads: int = 8, dropout: float = 0.1,
                          positions: str = "learned", pooling: str = "cls", max_len: int = 1024) -> VideoModel:
     """CNN -> transformer encoder over frame features -> CLS output (or masked mean) -> linear.

@@ -163,7 +163,7 @@ class CaptionLSTM(nn.Module):
 
 
 @register_model(recipe="caption")
-def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, pool: str = "avg",
+def caption_lstm(num_classes: int, *, backbone: str = "resnet18", weights=None, pool: str | None = None,
                  hidden_size: int = 256,
                  embed_dim: int = 128, num_layers: int = 1, dropout: float = 0.1, encoder_lstm: bool = True,
                  attention: str = "bahdanau") -> CaptionLSTM:

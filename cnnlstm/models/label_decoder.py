@@ -154,7 +154,7 @@ class AutoregressiveLabeller(nn.Module):
 
 
 @register_model(recipe="lstm")
-def seq2seq_ar_cnn_lstm(num_classes: int, *, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+def seq2seq_ar_cnn_lstm(num_classes: int, *, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                         hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0,
                         label_embed: int = 32) -> AutoregressiveLabeller:
     """CNN -> causal LSTM -> LSTM decoder fed the previous frame's label -> a label for every frame (B, T, K)."""

@@ -1,8 +1,10 @@
 """The registered models, one small builder each. Defaults follow the seed chapter's classes.
 
 Every builder takes ``num_classes``, ``backbone`` (see ``list_backbones()``), ``weights``
-(None = random init, "imagenet" = torchvision's weights from the local torch cache, or a local
-file) and ``pool`` ("avg" or "attention" = spatial attention pooling).
+(None = random init, "imagenet" = torchvision's ImageNet weights, downloaded into the torch cache
+on first use, or a local file) and ``pool`` ("avg", "grid" = 2 x 2 cells that keep coarse
+position, "attention" = spatial attention pooling; None = the backbone's default: avg, grid for
+``test_tiny``).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ DEFAULT_BACKBONE = "resnet18"
 
 
 @register_model(recipe="lstm")
-def cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+def cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
              hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.5,
              bidirectional: bool = False) -> VideoModel:
     """CNN -> stacked LSTM -> final hidden state -> dropout + linear (seed: CNNLSTM)."""
@@ -29,7 +31,7 @@ def cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None
 
 
 @register_model(recipe="lstm")
-def bi_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+def bi_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                 hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.3,
                 head_dropout: float = 0.5) -> VideoModel:
     """CNN -> 2-layer bidirectional LSTM -> both final states -> MLP head (seed: BiCNNLSTM)."""
@@ -41,7 +43,7 @@ def bi_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=N
 
 
 @register_model(recipe="attention")
-def cnn_lstm_attention(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+def cnn_lstm_attention(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                        hidden_size: int = 512, num_layers: int = 2, attention_size: int = 128,
                        bidirectional: bool = True) -> VideoModel:
     """CNN -> bidirectional LSTM -> temporal attention -> linear; returns the attention weights
@@ -54,7 +56,7 @@ def cnn_lstm_attention(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, we
 
 
 @register_model(recipe="attention")
-def self_attention_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+def self_attention_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                         hidden_size: int = 512, num_heads: int = 8, dropout: float = 0.0) -> VideoModel:
     """CNN -> LSTM -> self-attention + residual + LayerNorm -> masked mean -> linear
     (seed: SelfAttentionLSTM plus a classification head)."""
@@ -65,7 +67,7 @@ def self_attention_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, w
 
 
 @register_model(recipe="lstm")
-def deep_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+def deep_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                   hidden_size: int = 512, num_layers: int = 4, dropout: float = 0.3) -> VideoModel:
     """CNN -> projection -> residual LSTM stack with LayerNorm -> masked temporal mean -> linear
     (seed: DeepCNNLSTM)."""
@@ -76,7 +78,7 @@ def deep_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights
 
 
 @register_model(recipe="lstm")
-def seq2seq_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+def seq2seq_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                      hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.3,
                      bidirectional: bool = False) -> VideoModel:
     """CNN -> LSTM -> a label for every frame: logits (B, T, K) (seed: Seq2SeqCNNLSTM).
@@ -98,7 +100,7 @@ def spatial_attention_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACK
 
 
 @register_model(recipe="lstm")
-def mean_pool(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str = "avg",
+def mean_pool(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
               dropout: float = 0.0) -> VideoModel:
     """Order-blind baseline (TSN-style): mean of frame features -> linear. Blind to frame order."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)

@@ -18,12 +18,12 @@ def test_flops_of_the_tiny_cnn_and_a_linear_head_match_a_hand_count():
     model = create_model("mean_pool", num_classes=3, backbone="test_tiny")
     # test_tiny: three 3x3 stride-2 convolutions, 32x32 input: 3->8 (16x16), 8->16 (8x8), 16->32 (4x4)
     macs_per_frame = 16 * 16 * 8 * 3 * 9 + 8 * 8 * 16 * 8 * 9 + 4 * 4 * 32 * 16 * 9
-    frames, head = 2, 32 * 3
+    frames, head = 2, (4 * 32) * 3  # test_tiny pools a 2x2 grid by default: 4 cells x 32 channels
     assert count_flops(model, torch.rand(1, frames, 3, 32, 32)) == 2 * (frames * macs_per_frame + head)
 
 
 def test_lstm_flops_are_counted():
-    model = create_model("cnn_lstm", num_classes=3, backbone="test_tiny", hidden_size=16)  # 2 layers
+    model = create_model("cnn_lstm", num_classes=3, backbone="test_tiny", pool="avg", hidden_size=16)  # 2 layers
     T = 5
     gates = 4 * 16
     lstm = 2 * T * (gates * 32 + gates * 16) + 2 * T * (gates * 16 + gates * 16)

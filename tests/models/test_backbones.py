@@ -22,7 +22,7 @@ def test_backbones_are_registered():
         ("resnet18", ("stem", "layer1", "layer2", "layer3", "layer4"), ("layer4",), 512),
         ("resnet50", ("stem", "layer1", "layer2", "layer3", "layer4"), ("layer4",), 2048),
         ("efficientnet_b0", ("stem", *(f"stage{i}" for i in range(1, 8)), "conv_head"), ("stage7", "conv_head"), 1280),
-        ("test_tiny", ("stem", "layer1", "layer2"), ("layer2",), 32),
+        ("test_tiny", ("stem", "layer1", "layer2"), ("layer2",), 4 * 32),  # pooled over a 2 x 2 grid by default
     ],
 )
 def test_stages_features_and_data_config(name, stages, last, dim):
@@ -133,3 +133,9 @@ def test_channels_last_gives_the_same_features():
     enc = enc.to(memory_format=torch.channels_last)
     got, _ = enc(x)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_pool_defaults_to_the_backbones_choice_and_any_pool_can_be_asked_for():
+    assert create_encoder("resnet18").num_features == 512  # global average
+    tiny = {pool: create_encoder("test_tiny", pool=pool).num_features for pool in (None, "avg", "grid", "attention")}
+    assert tiny == {None: 128, "avg": 32, "grid": 128, "attention": 32}

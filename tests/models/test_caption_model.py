@@ -12,7 +12,7 @@ from cnnlstm.tasks.caption.task import caption_loss
 from cnnlstm.tasks.caption.text import Vocabulary
 
 V = 11  # odd on purpose
-TINY = dict(backbone="test_tiny", hidden_size=16, embed_dim=8)
+TINY = dict(backbone="test_tiny", pool="avg", hidden_size=16, embed_dim=8)  # avg pool: D = 32
 VARIANTS = [{}, {"attention": "luong"}, {"encoder_lstm": False}, {"num_layers": 2}, {"pool": "attention"}]
 IDS = ["default", "luong", "no_encoder_lstm", "two_layers", "spatial_pool"]
 

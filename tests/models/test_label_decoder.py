@@ -12,7 +12,7 @@ K = 5
 
 
 def build(**kw):
-    args = dict(backbone="test_tiny", hidden_size=16, label_embed=8)
+    args = dict(backbone="test_tiny", pool="avg", hidden_size=16, label_embed=8)  # avg pool: D = 32
     args.update(kw)
     return create_model("seq2seq_ar_cnn_lstm", num_classes=K, **args)
 

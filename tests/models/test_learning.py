@@ -20,7 +20,7 @@ def direction_task(n: int, T: int = 8, D: int = 32, generator=None):
 def train_accuracy(name: str, steps: int = 150) -> float:
     g = torch.Generator().manual_seed(0)
     kwargs = {} if name == "mean_pool" else {"hidden_size": 32}
-    model = create_model(name, num_classes=2, backbone="test_tiny", **kwargs)
+    model = create_model(name, num_classes=2, backbone="test_tiny", pool="avg", **kwargs)  # features of D = 32
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(steps):
         x, y = direction_task(32, generator=g)
