@@ -1,0 +1,112 @@
+"""Do the shipped training defaults learn on data they were not tuned on? Train + evaluate variants.
+
+Each row trains ``cnn_lstm`` (or ``--model``) on one dataset family of ``learning_data.py`` with
+the shipped defaults plus one variant's overrides, evaluates the test split and appends a JSON line
+to ``benchmarks/results/learning.jsonl``; ``learning.md`` is rendered from every line of it.
+
+    python benchmarks/learning_data.py /tmp/ld                      # the datasets (minutes)
+    python benchmarks/learning.py --data /tmp/ld --families pairs8 --variants shipped,fp32,plain
+    python benchmarks/learning.py --render                          # learning.md from learning.jsonl
+
+A row at the settings of the issue (resnet18 from scratch, 64 px, 16 frames, 15 epochs, batch 8)
+takes 10-30 minutes on 2 CPU cores. Seed variance on 48 test videos is large (+-10-15 points):
+compare variants over seeds (``--seeds 0,1``), not single rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASE = dict(model="cnn_lstm", backbone="resnet18", size="64", frames="16", epochs="15", threads="1", workers="1")
+VARIANTS = {  # overrides on top of the shipped defaults (each a TrainConfig key, i.e. a train flag)
+    "shipped": {},
+    "fp32": {"precision": "fp32"},
+    "no_weight_decay": {"weight_decay": "0"},
+    "lr_x3": {"lr": "3e-3"},
+    "grid_pool": {"pool": "grid"},
+    "dropout_0.5": {"dropout": "0.5"},
+    "small_crops": {"min_crop_scale": "0.5"},  # crops down to half the side: about the old 25%-area crop
+    "plain": {"min_crop_scale": "1", "temporal_jitter": "false", "weight_decay": "0", "warmup_epochs": "0",
+              "grad_clip": "0", "precision": "fp32"},  # the seed's loop, but with the cosine schedule
+}
+METRICS = ("top1", "frame_accuracy", "edit", "f1@50", "bleu4", "cider", "map")
+
+
+def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict) -> dict:
+    from cnnlstm.config import resolve_config
+    from cnnlstm.inference import evaluate
+    from cnnlstm.train import fit
+
+    run_dir = out / f"{family}-{variant}-s{seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    data = root / family
+    task = "segment" if family.startswith("seg") else "classify"
+    overrides = {**BASE, **({"model": "seq2seq_cnn_lstm", "frames": "48"} if task == "segment" else {}),
+                 **VARIANTS[variant], **extra, "task": task, "seed": str(seed)}
+    cfg = resolve_config(None, {**overrides, "data": str(data / "train.csv"), "val": str(data / "test.csv"),
+                                "out": str(run_dir), "progress": "false", "log_every": "1000000",
+                                "checkpoint_every": "0"})
+    tick = time.perf_counter()
+    summary = fit(cfg, log=lambda line: None)
+    seconds = time.perf_counter() - tick
+    report = evaluate(run_dir, str(data / "test.csv"), workers=1, plot=False)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [m for m in metrics if "train_loss" in m and "epoch_s" in m]
+    return {"family": family, "tag": f"{variant}-s{seed}", "settings": f"{variant}: {VARIANTS[variant] or 'shipped'}",
+            "overrides": overrides, "train_s": round(seconds, 1), **{k: report[k] for k in METRICS if k in report},
+            "best_epoch": summary["best_epoch"], "train_loss": [round(m["train_loss"], 3) for m in epochs],
+            "val": [round(m.get(summary["best_score_name"], float("nan")), 3) for m in epochs],
+            "machine": f"{platform.processor() or platform.machine()}, {platform.system()}"}
+
+
+def render(jsonl: Path) -> str:
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    lines = ["# Training defaults on data they were not tuned on", "",
+             f"Rendered by `python benchmarks/learning.py --render` from `{jsonl.name}` ({len(rows)} runs). "
+             "Datasets: `benchmarks/learning_data.py` (pairs8: 8 classes in forward/reversed pairs, 144 train / 48 "
+             "test videos, textured backgrounds, a distractor, four codecs; perm6: the demo's synthetic set). "
+             "pairs8 rows: resnet18 from scratch, 64 px, 16 frames, 15 epochs, batch 8, 2 shared CPU cores; "
+             "perm6 rows: test_tiny, 32 px, 12 frames. Score: the test split's top-1 (captions: BLEU-4); "
+             "'best epoch' is the epoch of the best validation score (how soon it learns).", "",
+             "| dataset | run | settings | test score | best epoch | train s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        score = next((f"{k} {r[k]:.3f}" for k in METRICS if k in r), "-")
+        lines.append(f"| {r['family']} | {r['tag']} | {r['settings']} | {score} | {r.get('best_epoch', '-')} | "
+                     f"{r.get('train_s', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, help="the folder learning_data.py wrote")
+    p.add_argument("--families", default="pairs8", help="comma-separated families under --data")
+    p.add_argument("--variants", default="shipped", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--epochs", default=None, help="override the 15 epochs (quick checks)")
+    p.add_argument("--out", type=Path, default=Path("runs/learning"))
+    p.add_argument("--render", action="store_true", help="only rewrite learning.md from learning.jsonl")
+    args = p.parse_args()
+    jsonl = RESULTS / "learning.jsonl"
+    if not args.render:
+        if args.data is None:
+            p.error("--data DIR is required (python benchmarks/learning_data.py DIR writes it)")
+        extra = {"epochs": args.epochs} if args.epochs else {}
+        for family in args.families.split(","):
+            for variant in args.variants.split(","):
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    row = run(args.data, family, variant, seed, args.out, extra)
+                    print(json.dumps({k: v for k, v in row.items() if k not in ("train_loss", "val")}))
+                    with jsonl.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+    (RESULTS / "learning.md").write_text(render(jsonl))
+    print(f"wrote {RESULTS / 'learning.md'}")
+
+
+if __name__ == "__main__":
+    main()
