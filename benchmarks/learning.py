@@ -58,7 +58,8 @@ def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict
     report = evaluate(run_dir, str(data / "test.csv"), workers=1, plot=False)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     epochs = [m for m in metrics if "train_loss" in m and "epoch_s" in m]
-    return {"family": family, "tag": f"{variant}-s{seed}", "settings": f"{variant}: {VARIANTS[variant] or 'shipped'}",
+    return {"family": family, "tag": f"{overrides['model']}-{variant}-s{seed}",
+            "settings": f"{variant}: {VARIANTS[variant] or 'shipped'}",
             "overrides": overrides, "train_s": round(seconds, 1), **{k: report[k] for k in METRICS if k in report},
             "best_epoch": summary["best_epoch"], "train_loss": [round(m["train_loss"], 3) for m in epochs],
             "val": [round(m.get(summary["best_score_name"], float("nan")), 3) for m in epochs],
@@ -89,6 +90,7 @@ def main() -> None:
     p.add_argument("--variants", default="shipped", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--seeds", default="0")
     p.add_argument("--epochs", default=None, help="override the 15 epochs (quick checks)")
+    p.add_argument("--model", default=None, help="instead of cnn_lstm (segment families: seq2seq_cnn_lstm)")
     p.add_argument("--out", type=Path, default=Path("runs/learning"))
     p.add_argument("--render", action="store_true", help="only rewrite learning.md from learning.jsonl")
     args = p.parse_args()
@@ -96,7 +98,7 @@ def main() -> None:
     if not args.render:
         if args.data is None:
             p.error("--data DIR is required (python benchmarks/learning_data.py DIR writes it)")
-        extra = {"epochs": args.epochs} if args.epochs else {}
+        extra = {**({"epochs": args.epochs} if args.epochs else {}), **({"model": args.model} if args.model else {})}
         for family in args.families.split(","):
             for variant in args.variants.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
