@@ -27,6 +27,13 @@ def add_parser(sub) -> None:
     p.add_argument("--max-pixels", type=int, default=3840 * 2160, help="reject larger frames (width*height; 422)")
     p.add_argument("--max-concurrent", type=int, default=2, help="predictions at once; more wait briefly, then 503")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to decode one upload")
+    p.add_argument("--source", action="append", default=[], metavar="SOURCE",
+                   help="label a live source (capture device, URL, file) from startup on; repeat for several: one "
+                        "process, one batch per tick; GET /streams returns each source's newest answer")
+    p.add_argument("--max-lag", type=float, default=2.0, metavar="S", help="live sources: skip to the next keyframe "
+                   "when decoding falls more than S seconds behind")
+    p.add_argument("--reconnect", type=int, default=3, metavar="N", help="reopen a stalled or dropped live source up "
+                   "to N times")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_serve)
 
@@ -43,7 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(args.run, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
                          max_pixels=args.max_pixels, max_concurrent=args.max_concurrent, timeout=args.timeout,
-                         device=args.device)
+                         device=args.device, sources=args.source,
+                         stream_options={"max_lag": args.max_lag, "reconnect": args.reconnect})
     except (FileNotFoundError, ValueError) as exc:
         print(f"cnnlstm serve: {exc}", file=sys.stderr)
         return 2
