@@ -248,7 +248,8 @@ def _phase_datasets(t: Training, phase: Phase):
         if dataset is None:
             out.append(None)
             continue
-        cache = FeatureCache(root, encoder=model.encoder, dataset=dataset, views=views)
+        cache = FeatureCache(root, encoder=model.encoder, dataset=dataset, views=views,
+                             amp={"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision))  # as training
         stats = extract_features(cache, batch_size=max(1, cfg.batch_size), workers=cfg.workers, device=info.device,
                                  rank=info.rank, world_size=info.world_size, channels_last=cfg.channels_last,
                                  progress=info.is_main, view=None)
