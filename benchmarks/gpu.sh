@@ -76,7 +76,8 @@ step() {
   end=$(date +%s.%N)
   local secs; secs=$(awk "BEGIN {printf \"%.1f\", $end - $start}")
   local last; last=$(grep -v '^\s*$' "$log" | tail -n 1 | cut -c1-160 | tr '|' '/')
-  ROWS+=("| $name | $secs | \`$*\` | $last |")
+  local cmd="$*"; cmd="${cmd//$WORK/\$WORK}"; cmd="${cmd//$PYTHON -m cnnlstm.cli/cnnlstm}"; cmd="${cmd//$PYTHON/python}"
+  ROWS+=("| $name | $secs | \`$cmd\` | $last |")
   echo "   $secs s" >&2
 }
 
