@@ -123,29 +123,45 @@ with contextlib.redirect_stdout(io.StringIO()):
     code = main(sys.argv[1:])
 status = open("/proc/self/status").read()
 hwm = int(status.split("VmHWM:")[1].split()[0]) / 1024
+files = int(status.split("RssFile:")[1].split()[0]) / 1024
 mods = [m for m in ("torchvision", "torch._dynamo", "sympy", "matplotlib") if m in sys.modules]
-print("RESULT", hwm, ",".join(mods) or "-", code, file=sys.stderr)
+print("RESULT", hwm, f"{files:.0f}", ",".join(mods) or "-", code, file=sys.stderr)
 """
 
 
-def startup_rss(run: Path, video: Path, tree: Path) -> tuple[float, float, str]:
-    """(peak RSS while streaming MB, ru_maxrss MB, heavy modules loaded) of a fresh ``cnnlstm stream``."""
+_LAUNCH = r"""
+import os, sys
+pid = os.spawnv(os.P_NOWAIT, sys.executable, [sys.executable, *sys.argv[1:]])
+_, status, usage = os.wait4(pid, 0)
+print("MAXRSS", usage.ru_maxrss, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def startup_rss(run: Path, video: Path, tree: Path) -> tuple[float, float, str, str]:
+    """A fresh ``cnnlstm stream``: (peak RSS while streaming MB, ru_maxrss MB, file-backed RSS MB at the end,
+    heavy modules loaded).
+
+    The child starts from a small launcher: Linux carries a process's ``ru_maxrss`` across fork and
+    exec, so a child started straight from this (torch-sized) process would report this one's RSS.
+    """
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, "stream", str(run), str(video), "--json", "--device",
-                             "cpu"], stderr=subprocess.PIPE, text=True, env=env, cwd=tree)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read()
-    line = next((x for x in err.splitlines() if x.startswith("RESULT")), None)
-    if os.waitstatus_to_exitcode(status) != 0 or line is None:
-        raise RuntimeError(f"stream child failed: {err[-2000:]}")
-    _, hwm, mods, _ = line.split()
-    return float(hwm), usage.ru_maxrss / 1024, mods
+    out = subprocess.run([sys.executable, "-c", _LAUNCH, "-c", _CHILD, "stream", str(run), str(video), "--json",
+                          "--device", "cpu"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+                         cwd=tree)
+    line = next((x for x in out.stderr.splitlines() if x.startswith("RESULT")), None)
+    maxrss = next((x for x in out.stderr.splitlines() if x.startswith("MAXRSS")), None)
+    if out.returncode != 0 or line is None or maxrss is None:
+        raise RuntimeError(f"stream child failed: {out.stderr[-2000:]}")
+    _, hwm, files, mods, _ = line.split()
+    return float(hwm), int(maxrss.split()[1]) / 1024, files, mods
 
 
-def torch_rss() -> float:
-    out = subprocess.run([sys.executable, "-c", "import torch; print(open('/proc/self/status').read()"
+def torch_rss() -> tuple[float, float]:
+    """(VmHWM MB, ru_maxrss MB) of a fresh ``import torch``."""
+    out = subprocess.run([sys.executable, "-c", _LAUNCH, "-c", "import torch; print(open('/proc/self/status').read()"
                           ".split('VmHWM:')[1].split()[0])"], capture_output=True, text=True, check=True)
-    return int(out.stdout) / 1024
+    return int(out.stdout) / 1024, int(out.stderr.split("MAXRSS")[1].split()[0]) / 1024
 
 
 def drift_rows(run: Path, video: Path) -> list[str]:
@@ -204,12 +220,12 @@ def main(argv: list[str] | None = None) -> None:
     walls = {n: cli_wall(tiny, copies[:n], ROOT) for n in (1, 4)}
     walls_r18 = {n: cli_wall(r18, copies[:n], ROOT) for n in (1, 4)}
     print(f"[cli] tiny {walls}, resnet18 {walls_r18}", flush=True)
-    rss = [("`import torch` alone", torch_rss(), None, "-")]
+    rss = [("`import torch` alone", *torch_rss(), "-", "-")]
     trees = [("this tree", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
     for label, tree in trees:
         for name, run in (("test_tiny 32 px", tiny), ("resnet18 64 px", r18_64)):
-            hwm, maxrss, mods = startup_rss(run, video, tree)
-            rss.append((f"{label}: `cnnlstm stream` {name}", hwm, maxrss, mods))
+            hwm, maxrss, files, mods = startup_rss(run, video, tree)
+            rss.append((f"{label}: `cnnlstm stream` {name}", hwm, maxrss, files, mods))
             print(f"[rss] {rss[-1]}", flush=True)
     drift = drift_rows(r18, video)
     print("[drift]", *drift, sep="\n", flush=True)
@@ -243,9 +259,12 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "## (c) Start-up memory of `cnnlstm stream` (fresh process, one source)",
         "",
-        "| what | peak RSS while streaming (VmHWM) | ru_maxrss incl. interpreter exit | heavy modules loaded |",
-        "|---|---|---|---|",
-        *(f"| {w} | {h:.0f} MB | {'-' if m is None else f'{m:.0f} MB'} | {mods} |" for w, h, m, mods in rss),
+        "| what | peak RSS while running (VmHWM) | ru_maxrss (`/usr/bin/time`'s number: includes the interpreter's "
+        "exit, where torch's teardown touches more pages) | file-backed part at the end (shared libraries, shared "
+        "between processes) | heavy modules loaded |",
+        "|---|---|---|---|---|",
+        *(f"| {w} | {h:.0f} MB | {'-' if m is None else f'{m:.0f} MB'} | {f if f == '-' else f + ' MB'} | {mods} |"
+          for w, h, m, f, mods in rss),
         "",
         "## (d) bf16 against fp32: `stream(precision=...)`, cnn_lstm resnet18 112 px (random init), one source",
         "",
