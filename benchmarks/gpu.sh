@@ -164,7 +164,7 @@ fi
 {
   echo "# GPU readiness (benchmarks/gpu.sh$([ "$DRY" = 1 ] && echo ' --cpu-dry-run'))"
   echo
-  echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname), $(nproc) CPU cores."
+  echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname), $(nproc --all) CPU cores."
   if [ "$DRY" = 0 ]; then
     echo
     echo '```'
