@@ -57,7 +57,7 @@ def lstm_step(lstm: nn.LSTM, x: Tensor, state: State | None, need_state: bool):
     Streaming calls this once per frame. nn.LSTM at T = 1 pays per call for what a sequence
     amortises (on CPU, oneDNN builds an RNN primitive per call: ~4.7 ms for hidden 512, 2 layers,
     where the arithmetic is ~8 MFLOP); ``lstm_cell`` per layer is two matrix-vector products and
-    the gates (``benchmarks/stream.py`` measures both). Same maths as nn.LSTM, to float rounding.
+    the gates (``benchmarks/stream_scaling.py`` measures both). Same maths as nn.LSTM, to float rounding.
     Under autocast the step runs in the weights' dtype (the recurrent state stays fp32 over an
     unbounded stream).
     """
