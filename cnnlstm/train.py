@@ -249,7 +249,8 @@ def _start_phase(t: Training, phase: Phase) -> PhaseRun:
     train_source, val_source = _phase_datasets(t, phase)
     batches = EpochBatchSampler(len(train_source), cfg.batch_size, shuffle=True, seed=cfg.seed, rank=info.rank,
                                 world_size=info.world_size)
-    loader = make_loader(train_source, batch_sampler=batches, workers=cfg.workers, seed=cfg.seed)
+    loader = make_loader(train_source, batch_sampler=batches, workers=cfg.workers, seed=cfg.seed,
+                         pin_memory=info.device.type == "cuda")  # page-locked batches copy to the GPU faster
     per_epoch = min(batches.num_batches(), cfg.limit_batches or batches.num_batches(), 1 if cfg.dry_run else 10**9)
     optimizer = build_optimizer(model, cfg, phase.lr)
     scheduler = build_scheduler(optimizer, per_epoch * phase.epochs, int(cfg.warmup_epochs * per_epoch))
@@ -277,7 +278,8 @@ def _phase_datasets(t: Training, phase: Phase):
         if dataset is None:
             out.append(None)
             continue
-        cache = FeatureCache(root, encoder=model.encoder, dataset=dataset, views=views)
+        cache = FeatureCache(root, encoder=model.encoder, dataset=dataset, views=views,
+                             amp={"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision))  # as training
         stats = extract_features(cache, batch_size=max(1, cfg.batch_size), workers=cfg.workers, device=info.device,
                                  rank=info.rank, world_size=info.world_size, channels_last=cfg.channels_last,
                                  progress=info.is_main, view=None)

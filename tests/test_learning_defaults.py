@@ -66,5 +66,5 @@ def test_the_shipped_defaults_learn_temporal_order_on_unseen_data(data, tmp_path
                       backbone="test_tiny", frames=8, size=32, epochs=20, seed=0, workers=0, progress=False)
     lines: list[str] = []
     summary = fit(cfg, log=lines.append)
-    assert summary["best_val_score"] >= 0.7, "val top-1 {:.2f} (chance 0.25; shipped defaults: 0.78-0.81 over 3 seeds):\n{}".format(
-        summary["best_val_score"], "\n".join(lines))
+    score = summary["best_val_score"]  # the shipped defaults: 0.78-0.81 over 3 seeds
+    assert score >= 0.7, f"val top-1 {score:.2f} (chance 0.25):\n" + "\n".join(lines)

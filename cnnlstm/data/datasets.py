@@ -205,6 +205,8 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader for video datasets: decoders open inside workers, a hung worker becomes an
     error after ``timeout`` seconds, shuffling is seeded, bad videos land in ``batch.skipped``."""
+    if getattr(dataset, "load_in_process", False):  # e.g. cached features held in memory: workers would start empty
+        workers = 0
     kwargs: dict[str, Any] = dict(
         num_workers=workers,
         collate_fn=collate_videos,

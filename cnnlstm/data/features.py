@@ -46,7 +46,6 @@ extraction passes and K times the disk. The cache holds no labels: they come fro
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import hashlib
 import json
@@ -58,12 +57,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from .._optional import require
 from ..engine.io import atomic_write_bytes
-from ..progress import progress_bar
-from .datasets import VideoDataset, item_seed, make_loader
+from .datasets import VideoDataset, item_seed
+from .extract import extract_features
 
 FORMAT_VERSION = 1
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -132,7 +131,7 @@ class FeatureCache:
     """
 
     def __init__(self, root: str | os.PathLike, *, encoder: nn.Module, dataset: VideoDataset, views: int = 1,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, amp: torch.dtype | None = None):
         if not hasattr(encoder, "num_features") or not hasattr(encoder, "cacheable"):
             hint = " (pass model.encoder)" if hasattr(encoder, "encoder") else ""
             raise TypeError(f"encoder must be a FrameEncoder{hint}; got {type(encoder).__name__}")
@@ -153,6 +152,9 @@ class FeatureCache:
             raise ValueError(f"views must be a positive integer; got {views!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {[str(d) for d in DTYPES]}; got {dtype}")
+        if amp not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(f"amp must be None (fp32), torch.bfloat16 or torch.float16 (the autocast dtype training "
+                             f"uses); got {amp}")
         transform = repr(dataset.transform)
         if " at 0x" in transform:
             raise ValueError(
@@ -167,7 +169,7 @@ class FeatureCache:
             warnings.warn("caching a train dataset with views=1: every epoch will see the same sampled and augmented "
                           "clip; use an eval-style dataset (exact) or views=K to cycle K stored augmentations",
                           stacklevel=2)
-        self.encoder, self.dataset, self.views, self.dtype = encoder, dataset, views, dtype
+        self.encoder, self.dataset, self.views, self.dtype, self.amp = encoder, dataset, views, dtype, amp
         self.key = {
             "format": FORMAT_VERSION,
             "encoder": encoder.name,
@@ -182,6 +184,8 @@ class FeatureCache:
             "views": views,
             "dtype": str(dtype).removeprefix("torch."),
         }
+        if amp is not None:  # features computed under autocast differ from fp32 ones (fp32 caches keep their key)
+            self.key["amp"] = str(amp).removeprefix("torch.")
         self.hash = _blake(json.dumps(self.key, sort_keys=True)).hexdigest()[:16]
         self.dir = Path(root).expanduser().absolute() / self.hash
         self._write_key()
@@ -204,7 +208,7 @@ class FeatureCache:
         return (f"FeatureCache({str(self.dir)!r}, encoder={self.key['encoder']!r}, views={self.views}, "
                 f"dtype={self.key['dtype']})")
 
-    def _check_view(self, view: int) -> int:
+    def check_view(self, view: int) -> int:
         if not 0 <= view < self.views:
             raise ValueError(f"view must be in [0, {self.views}); got {view}")
         return view
@@ -219,7 +223,7 @@ class FeatureCache:
         path = os.path.abspath(video_path)
         st = os.stat(path)
         meta = {"cache": self.hash, "video": path, "size": str(st.st_size), "mtime_ns": str(st.st_mtime_ns),
-                "segment": json.dumps(segment), "view": str(self._check_view(view))}
+                "segment": json.dumps(segment), "view": str(self.check_view(view))}
         h = _blake(path, st.st_size, st.st_mtime_ns, segment).hexdigest()
         return self.dir / h[:2] / f"{h}-v{view}.safetensors", meta
 
@@ -280,6 +284,12 @@ class FeatureCache:
             tensors["fps"] = torch.tensor([float(fps)], dtype=torch.float64)
         atomic_write_bytes(path, save(tensors, metadata=meta))
 
+    def put_item(self, index: int, features: Tensor, frame_indices: Tensor, view: int = 0, *,
+                 fps: float | None = None) -> None:
+        """:meth:`put` for dataset item ``index`` (its video path and segment)."""
+        item = self.dataset.videos.items[index]
+        self.put(item.path, features, frame_indices, view, segment=_segment(item), fps=fps)
+
     def has(self, index: int, view: int = 0) -> bool:
         """True when dataset item ``index`` has a complete entry (reads only the header)."""
         item = self.dataset.videos.items[index]
@@ -290,66 +300,8 @@ class FeatureCache:
 
     def missing(self, view: int = 0) -> list[int]:
         """Dataset indices without a complete entry for ``view`` (bad videos always stay here)."""
-        self._check_view(view)
+        self.check_view(view)
         return [i for i in range(len(self.dataset)) if not self.has(i, view)]
-
-
-def extract_features(cache: FeatureCache, *, batch_size: int = 8, workers: int = 0, device: str | torch.device = "cpu",
-                     rank: int = 0, world_size: int = 1, channels_last: bool = True, progress: bool = True,
-                     view: int | None = 0) -> dict:
-    """Fill ``cache`` with this rank's missing entries (items ``rank::world_size``) of ``view``
-    (None: every view). The encoder runs in eval mode under ``torch.inference_mode`` on a copy,
-    so the caller's module is not touched. Returns ``extracted``, ``cached_before``, ``skipped``
-    (path, error, message of each bad video), ``seconds`` and ``frames_per_s``.
-
-    ``channels_last`` (faster on CPU and GPU) picks other convolution kernels, so the features
-    equal ``encoder(clips)`` to float rounding (~1e-6); ``channels_last=False`` stores exactly
-    what ``encoder(clips)`` returns. Every rank (or process) may run this at once; under DDP call
-    ``dist.barrier()`` afterwards, before training from the cache.
-    """
-    if cache.encoder is None:
-        raise RuntimeError("this FeatureCache was pickled without its encoder; build the FeatureCache in this process")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size; got rank={rank}, world_size={world_size}")
-    views = range(cache.views) if view is None else [cache._check_view(view)]
-    device = torch.device(device)
-    encoder = copy.deepcopy(cache.encoder).to(device).eval()
-    if channels_last:
-        encoder = encoder.to(memory_format=torch.channels_last)
-    dataset, epoch = cache.dataset, cache.dataset.epoch
-    stats: dict[str, Any] = {"extracted": 0, "cached_before": 0, "skipped": [], "seconds": 0.0, "frames_per_s": 0.0}
-    frames, start = 0, time.perf_counter()
-    try:
-        for v in views:
-            shard = list(range(len(dataset)))[rank::world_size]  # fixed per rank, so ranks never overlap
-            todo = [i for i in shard if not cache.has(i, v)]
-            stats["cached_before"] += len(shard) - len(todo)
-            if not todo:
-                continue
-            dataset.set_epoch(v)  # view v = the clip epoch v draws (before the workers copy the dataset)
-            loader = make_loader(Subset(dataset, todo), batch_size=batch_size, workers=workers,
-                                 pin_memory=device.type == "cuda")
-            loader = progress_bar(loader, enabled=progress, desc=f"features (view {v})", unit="batch")
-            with torch.inference_mode():
-                for batch in loader:
-                    stats["skipped"].extend(batch.skipped)
-                    if len(batch) == 0:
-                        continue
-                    clips = batch.clips.to(device, non_blocking=True)  # (B, T, C, H, W)
-                    feats, _ = encoder(clips, batch.lengths.to(device))  # (B, T, D), zeros on padding
-                    feats = feats.cpu()
-                    for b, meta in enumerate(batch.meta):
-                        n = int(batch.lengths[b])
-                        item = dataset.videos.items[meta["index"]]
-                        cache.put(item.path, feats[b, :n], meta["frame_indices"], v, segment=_segment(item),
-                                  fps=meta.get("fps"))
-                    stats["extracted"] += len(batch)
-                    frames += int(batch.lengths.sum())
-    finally:
-        dataset.set_epoch(epoch)
-    stats["seconds"] = time.perf_counter() - start
-    stats["frames_per_s"] = frames / stats["seconds"] if frames else 0.0
-    return stats
 
 
 class CachedFeatureDataset(Dataset):
@@ -359,10 +311,20 @@ class CachedFeatureDataset(Dataset):
     an entry (a bad video, or one not extracted yet) is the error record
     ``{"error": "missing", ...}``, which ``make_loader``'s collate drops and lists in
     ``batch.skipped``. Features come back as ``dtype`` (float32: what the model expects).
+
+    Entries read once stay in memory (up to ``memory_mb``; a 144-clip x 16-frame x 512 cache is
+    5 MB), so later epochs cost the temporal model's work and the collate, not file reads and
+    checksums: a cached epoch is then within a few percent of the bare LSTM work
+    (``benchmarks/cache_speed.py``). ``make_loader`` therefore loads this dataset in the training
+    process (``load_in_process``): worker processes would each start empty, every epoch.
     """
 
-    def __init__(self, cache: FeatureCache, *, dtype: torch.dtype = torch.float32):
+    load_in_process = True
+
+    def __init__(self, cache: FeatureCache, *, dtype: torch.dtype = torch.float32, memory_mb: float = 2048):
         self.cache, self.dtype, self.view, self.epoch = cache, dtype, 0, 0
+        self.memory_bytes, self._held = int(memory_mb * 2**20), 0
+        self._entries: dict[tuple[int, int], dict] = {}
 
     def __len__(self) -> int:
         return len(self.cache.dataset)
@@ -374,17 +336,33 @@ class CachedFeatureDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.view, self.epoch = epoch % self.cache.views, epoch
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_entries": {}, "_held": 0}  # a worker starts with an empty memory
+
+    def _entry(self, index: int) -> dict | None:
+        entry = self._entries.get((index, self.view))
+        if entry is None:
+            item = self.cache.dataset.videos.items[index]
+            entry = self.cache.get(item.path, self.view, segment=_segment(item))
+            if entry is None:
+                return None
+            entry["features"] = entry["features"].to(self.dtype)
+            size = entry["features"].nbytes + entry["frame_indices"].nbytes
+            if self._held + size <= self.memory_bytes:
+                self._entries[(index, self.view)], self._held = entry, self._held + size
+        return entry
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         dataset = self.cache.dataset
         item = dataset.videos.items[index]
-        entry = self.cache.get(item.path, self.view, segment=_segment(item))
+        entry = self._entry(index)
         if entry is None:
             message = (f"{item.path}: no cached features (view {self.view}) in {self.cache.dir}; "
                        "a bad video, or extract_features has not run for it")
             return {"error": "missing", "message": message, "path": item.path, "index": index}
         generator = torch.Generator().manual_seed(item_seed(dataset.seed, self.epoch, index))
         label = dataset.target_of(item, entry["frame_indices"], entry.get("fps"), generator)
-        return {"clip": entry["features"].to(self.dtype), "label": label, "path": item.path,
+        return {"clip": entry["features"], "label": label, "path": item.path,
                 "index": index, "frame_indices": entry["frame_indices"], "fps": entry.get("fps")}
 
 

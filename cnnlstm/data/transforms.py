@@ -96,7 +96,47 @@ def _check_clip(clip: Tensor, channels: int) -> None:
 
 
 def _resize_shorter(clip: Tensor, size: int, cfg: DataConfig) -> Tensor:
-    return _functional().resize(clip, [size], interpolation=cfg.interpolation_mode, antialias=True)
+    """torchvision's ``resize(clip, [size], antialias=True)`` on tensors, value for value, in plain torch.
+
+    The eval path (predict, stream, serve) needs no torchvision import: that import pulls in
+    torch._dynamo, ~200 MB resident and seconds at start-up. ``tests/data/test_transforms.py``
+    checks every interpolation against torchvision.
+    """
+    h, w = clip.shape[-2:]
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)  # torchvision's rounding (truncation)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    if (new_h, new_w) == (h, w) or clip.numel() == 0:
+        return clip
+    mode = cfg.interpolation
+    smooth = mode != "nearest"  # bilinear / bicubic: antialiased, align_corners=False
+    native = clip.dtype in (torch.float32, torch.float64) or (clip.dtype == torch.uint8 and (
+        not smooth or (clip.device.type == "cpu" and (mode == "bicubic" or _native_uint8_bilinear()))))
+    x = clip.reshape(-1, *clip.shape[-3:])  # (N, C, H, W)
+    x = torch.nn.functional.interpolate(x if native else x.float(), size=[new_h, new_w], mode=mode,
+                                        align_corners=False if smooth else None, antialias=smooth)
+    if not native and not clip.is_floating_point():
+        if mode == "bicubic" and clip.dtype == torch.uint8:
+            x = x.clamp_(0, 255)
+        x = x.round_().to(clip.dtype)
+    return x.reshape(*clip.shape[:-2], new_h, new_w)  # (..., C, H', W')
+
+
+def _native_uint8_bilinear() -> bool:
+    """Where torchvision resizes uint8 bilinearly without a float round trip (its own rule)."""
+    import platform
+
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64",
+                                                                                                   "arm64")
+
+
+def _center_crop(clip: Tensor, side: int) -> Tensor:
+    """torchvision's ``center_crop`` for a crop inside the frame (the eval resize guarantees it)."""
+    h, w = clip.shape[-2:]
+    if side > h or side > w:
+        return _functional().center_crop(clip, [side, side])  # torchvision pads with zeros
+    top, left = int(round((h - side) / 2.0)), int(round((w - side) / 2.0))
+    return clip[..., top:top + side, left:left + side]
 
 
 def to_float_normalized(
@@ -187,7 +227,7 @@ class ClipTransform:
                 clip = clip.flip(-1)
         else:
             clip = _resize_shorter(clip, cfg.resize_size, cfg)  # (T, C, H', W')
-            clip = _functional().center_crop(clip, size)  # (T, C, S, S)
+            clip = _center_crop(clip, cfg.input_size)  # (T, C, S, S)
         return to_float_normalized(clip, cfg.mean, cfg.std)
 
     def __repr__(self) -> str:

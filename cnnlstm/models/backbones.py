@@ -178,9 +178,9 @@ def create_encoder(name: str, *, weights: str | os.PathLike | None = None, pool:
 
 # --- the CNNs ----------------------------------------------------------------------------------
 def _resnet(arch: str, weights) -> CNNParts:
-    import torchvision
+    from . import resnet  # torchvision's ResNet without importing torchvision (see resnet.py)
 
-    net = getattr(torchvision.models, arch)(weights=None)
+    net = getattr(resnet, arch)()
     if weights is not None:
         _weights.load_into(net, weights, arch=arch, ignore_prefixes=("fc.",))
     stages = OrderedDict(stem=nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool))

@@ -33,8 +33,11 @@ def run_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor | None, state: State | No
     """Run a unidirectional ``lstm`` on padded ``x`` (B, T, D) -> (B, T, H), state or None.
 
     Padded is exact for the outputs at real frames; only the final (h, c) of a ragged batch
-    needs packing, so we pack only when that state is asked for.
+    needs packing, so we pack only when that state is asked for. One step (T = 1, streaming)
+    takes :func:`lstm_step`.
     """
+    if x.shape[1] == 1 and _cell_path_ok(lstm, x):
+        return lstm_step(lstm, x, state, need_state)
     if need_state and is_ragged(lengths, x.shape[1]):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, new_state = lstm(packed, state)
@@ -42,6 +45,38 @@ def run_lstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor | None, state: State | No
         return out, new_state
     out, new_state = lstm(x, state)  # (B, T, H)
     return out, (new_state if need_state else None)
+
+
+def _cell_path_ok(lstm: nn.LSTM, x: Tensor) -> bool:
+    """One step by LSTM cells gives what nn.LSTM gives: no projection, no dropout between layers in play."""
+    return (not lstm.bidirectional and not lstm.proj_size and lstm.bias and lstm.batch_first
+            and (not lstm.training or not lstm.dropout or lstm.num_layers == 1))
+
+
+def lstm_step(lstm: nn.LSTM, x: Tensor, state: State | None, need_state: bool):
+    """One time step of a unidirectional ``lstm``: x (B, 1, D) -> (B, 1, H), new (h, c) (L, B, H) each.
+
+    Streaming calls this once per frame. nn.LSTM at T = 1 pays per call for what a sequence
+    amortises (on CPU, oneDNN builds an RNN primitive per call: ~4.7 ms for hidden 512, 2 layers,
+    where the arithmetic is ~8 MFLOP); ``lstm_cell`` per layer is two matrix-vector products and
+    the gates (``benchmarks/stream_scaling.py`` measures both). Same maths as nn.LSTM, to float rounding.
+    Under autocast the step runs in the weights' dtype (the recurrent state stays fp32 over an
+    unbounded stream).
+    """
+    weight = lstm.weight_ih_l0
+    if state is None:
+        state = _zeros_state(lstm, x.shape[0], x.device, weight.dtype)
+    h0, c0 = state  # (L, B, H) each
+    inp = x[:, 0].to(weight.dtype)  # (B, D)
+    hs, cs = [], []
+    with torch.autocast(x.device.type, enabled=False):
+        for layer, weights in enumerate(lstm.all_weights):  # [w_ih, w_hh, b_ih, b_hh] per layer
+            h, c = torch.lstm_cell(inp, (h0[layer].to(weight.dtype), c0[layer].to(weight.dtype)), *weights)  # (B, H)
+            hs.append(h)
+            cs.append(c)
+            inp = h
+    new_state = (torch.stack(hs), torch.stack(cs)) if need_state else None  # (L, B, H) each
+    return inp[:, None], new_state  # (B, 1, H)
 
 
 def _zeros_state(lstm: nn.LSTM, batch: int, device, dtype) -> State:

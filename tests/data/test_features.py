@@ -268,3 +268,41 @@ def test_float16_storage_is_close_and_returned_as_float32(data):
     assert item["clip"].dtype == torch.float32
     assert cache.get(item["path"])["features"].dtype == torch.float16
     torch.testing.assert_close(item["clip"], reference.get(item["path"])["features"], rtol=2**-10, atol=1e-4)
+
+
+def test_extraction_under_the_training_autocast_stores_what_the_autocast_encoder_computes(data):
+    """``amp`` = the dtype training autocasts to: the features a cache-less training epoch would see."""
+    cache = make_cache(data, amp=torch.bfloat16)
+    assert cache.dir != make_cache(data).dir and cache.key["amp"] == "bfloat16"  # its own folder
+    extract_features(cache, batch_size=5, progress=False, channels_last=False)
+    encoder = cache.encoder.eval()
+    for i in (0, N - 1):
+        item = cache.dataset[i]
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            direct = encoder(item["clip"][None])[0][0]  # (T, D), bf16
+        torch.testing.assert_close(cache.get(item["path"])["features"], direct.float(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="amp must be"):
+        make_cache(data, amp=torch.float64)
+
+
+def test_a_failing_write_is_raised_by_extract_features(data, monkeypatch):
+    cache = make_cache(data)
+
+    def broken(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(cache, "put_item", broken)  # the writes run in the writer thread
+    with pytest.raises(OSError, match="No space left"):
+        extract_features(cache, progress=False)
+
+
+def test_cached_features_stay_in_memory_after_the_first_epoch(data):
+    cache = make_cache(data)
+    extract_features(cache, progress=False)
+    features = CachedFeatureDataset(cache)
+    first = [features[i]["clip"] for i in range(N)]
+    shutil.rmtree(cache.dir)  # later epochs no longer read the files
+    assert all(torch.equal(features[i]["clip"], first[i]) for i in range(N))
+    assert make_loader(features, batch_size=4, workers=2).num_workers == 0  # workers would start empty
+    small = CachedFeatureDataset(make_cache(data), memory_mb=0)  # nothing held: read from disk each time
+    assert small[0]["error"] == "missing"

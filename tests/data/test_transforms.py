@@ -169,3 +169,20 @@ def test_multiscale_crop_boxes_stay_in_the_frame_and_in_the_scale_range():
         assert 0.66 * 60 * 0.99 <= side <= 60 * 1.16  # about s * shorter side, s in [0.66, 1]
     sides = {multiscale_crop_params(60, 90, (0.66, 1.0), (1.0, 1.0), _gen(s))[2] for s in range(50)}
     assert min(sides) < 45 < max(sides), "the scale varies"
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear", "bicubic"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("shape", [(3, 3, 41, 57), (2, 3, 64, 30), (1, 3, 20, 20)])
+def test_the_eval_transform_equals_torchvisions_resize_and_center_crop(interpolation, dtype, shape):
+    """The eval path resizes in plain torch (no torchvision import at start-up); torchvision is the reference."""
+    from torchvision.transforms.v2 import functional as TF
+    from torchvision.transforms.v2.functional import InterpolationMode
+
+    clip = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    clip = clip if dtype == torch.uint8 else clip.float() / 255
+    cfg = DataConfig(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=24, resize=29,
+                     interpolation=interpolation)
+    ref = TF.resize(clip, [29], interpolation=InterpolationMode(interpolation), antialias=True)
+    ref = TF.center_crop(ref, [24, 24])  # (T, C, 24, 24)
+    torch.testing.assert_close(eval_transform(cfg)(clip), to_float_normalized(ref, cfg.mean, cfg.std), atol=0, rtol=0)

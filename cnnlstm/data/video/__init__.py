@@ -1,2 +1,3 @@
 """Video files: typed errors, limits, probing, decoding by frame index (PyAV or TorchCodec), live
-sources, isolated workers for untrusted files, writing test and synthetic videos."""
+sources and their decoding threads (feed), isolated workers for untrusted files, writing test and
+synthetic videos."""

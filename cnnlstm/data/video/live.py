@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import (
     CorruptVideoError,
@@ -81,12 +81,13 @@ class Source:
     def close(self) -> None:
         self.container.close()
 
-    def frames(self) -> Iterator[tuple[int, float, object]]:
+    def frames(self, skip: Callable[[object], bool] | None = None) -> Iterator[tuple[int, float, object]]:
         """Yield ``(index, seconds since the first frame, av.VideoFrame)`` in presentation order.
 
-        Packets that do not decode are skipped. Raises :class:`StreamTimeoutError` on a stall,
-        :class:`StreamError` when a live source ends before its known duration (or has none),
-        :class:`EmptyVideoError` when nothing decodes.
+        Packets that do not decode are skipped, and so are those for which ``skip(packet)`` is
+        True (a live feed that fell behind drops packets up to the next keyframe). Raises
+        :class:`StreamTimeoutError` on a stall, :class:`StreamError` when a live source ends before
+        its known duration (or has none), :class:`EmptyVideoError` when nothing decodes.
         """
         from .probe import load_av
 
@@ -105,6 +106,8 @@ class Source:
                 if not self.live:
                     raise CorruptVideoError(self.name, f"demuxing failed after {index + 1} frame(s): {exc}") from exc
                 raise StreamError(self.name, f"reading failed after {index + 1} frame(s): {exc}") from exc
+            if skip is not None and skip(packet):
+                continue
             try:
                 decoded = packet.decode()
             except MemoryError:
@@ -163,6 +166,8 @@ def open_source(source: str | os.PathLike, *, open_timeout: float = 10.0, read_t
         options["protocol_whitelist"] = _PROTOCOLS[scheme]
         if scheme.startswith("rtsp"):
             options.update(rtsp_transport="tcp", timeout=str(int(read_timeout * 1e6)))  # TCP: no silent UDP loss
+        if scheme == "udp":  # a reader that is late for a moment loses packets, it does not end the stream
+            options.setdefault("overrun_nonfatal", "1")
     else:
         fmt = "v4l2"
         if not os.path.exists(name):

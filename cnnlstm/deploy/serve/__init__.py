@@ -31,6 +31,13 @@ def add_parser(sub) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to decode one upload")
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label runs: list every label with a "
                    "probability at least this")
+    p.add_argument("--source", action="append", default=[], metavar="SOURCE",
+                   help="label a live source (capture device, URL, file) from startup on; repeat for several: one "
+                        "process, one batch per tick; GET /streams returns each source's newest answer")
+    p.add_argument("--max-lag", type=float, default=2.0, metavar="S", help="live sources: skip to the next keyframe "
+                   "when decoding falls more than S seconds behind")
+    p.add_argument("--reconnect", type=int, default=3, metavar="N", help="reopen a stalled or dropped live source up "
+                   "to N times")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_serve)
 
@@ -46,7 +53,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_app(args.run, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration,
                      max_pixels=args.max_pixels, max_concurrent=args.max_concurrent, timeout=args.timeout,
-                     device=args.device, threshold=args.threshold)
+                     device=args.device, threshold=args.threshold, sources=args.source,
+                     stream_options={"max_lag": args.max_lag, "reconnect": args.reconnect})
     check_run_dir(args.run)  # before the server starts: the model loads when it does
     print(f"cnnlstm serve: http://{args.host}:{args.port}/  (Ctrl-C to stop)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

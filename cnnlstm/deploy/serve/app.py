@@ -26,6 +26,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Sequence
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -34,6 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from .live import LiveStreams, add_live_routes
 from .uploads import Upload, UploadError, demuxer_allowed, probe_upload, receive_upload, remove_quietly
 
 log = logging.getLogger("cnnlstm.deploy.serve")
@@ -49,9 +51,14 @@ _PAGE_HEADERS = {
 
 def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_duration_s: float = 600,
                max_pixels: int = 3840 * 2160, max_concurrent: int = 2, timeout: float = 60.0, device: str = "auto",
-               queue_timeout: float = 2.0, upload_dir: str | os.PathLike | None = None,
-               threshold: float = 0.5) -> FastAPI:
+               queue_timeout: float = 2.0, upload_dir: str | os.PathLike | None = None, threshold: float = 0.5,
+               sources: Sequence[str] = (), stream_options: dict | None = None) -> FastAPI:
     """The FastAPI app serving the run in ``run_dir``; its Predictor loads at startup, closes at shutdown.
+
+    ``sources`` (capture devices, URLs, files) are labelled live from startup to shutdown in one
+    background stream, one batch per tick (:mod:`cnnlstm.deploy.serve.live`; ``stream_options``
+    go to :func:`cnnlstm.deploy.stream.stream`, e.g. ``max_lag``, ``reconnect``); ``GET
+    /streams`` returns each source's newest answer.
 
     ``max_pixels`` (width * height) and ``max_duration_s`` are checked when the upload is probed,
     before any frame is decoded; ``timeout`` bounds decoding one upload (seconds). Uploads are
@@ -70,16 +77,18 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_mb: float = 200, max_du
     app = FastAPI(title="cnnlstm", docs_url=None, redoc_url=None,
                   lifespan=_lifespan(run_dir, max_pixels=max_pixels, max_duration_s=max_duration_s,
                                      max_concurrent=max_concurrent, timeout=timeout, device=device,
-                                     upload_dir=upload_dir, threshold=threshold))
+                                     upload_dir=upload_dir, threshold=threshold, sources=list(sources),
+                                     stream_options=dict(stream_options or {})))
     _add_error_handlers(app)
     _add_routes(app, max_bytes=int(max_upload_mb * 2**20), max_uploading=4 * max_concurrent,
                 max_concurrent=max_concurrent, queue_timeout=queue_timeout, timeout=timeout)
+    add_live_routes(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
 def _lifespan(run_dir: Path, *, max_pixels: int, max_duration_s: float, max_concurrent: int, timeout: float,
-              device: str, upload_dir, threshold: float = 0.5):
+              device: str, upload_dir, sources: list[str], stream_options: dict, threshold: float = 0.5):
     """Load the Predictor and the probe worker at startup, close them (and the upload folder) at shutdown."""
 
     @asynccontextmanager
@@ -96,13 +105,20 @@ def _lifespan(run_dir: Path, *, max_pixels: int, max_duration_s: float, max_conc
         state.upload_dir, state.limits, state.uploading = directory, limits, 0
         state.slots = threading.Semaphore(max_concurrent)
         state.probe_lock = threading.Lock()
-        state.probe_pool = state.predictor = None
+        state.probe_pool = state.predictor = state.live = None
         try:
+            if sources:
+                from ...run import load_run
+
+                state.live = LiveStreams(load_run(run_dir, device=device), sources, **stream_options).start()
+                log.info("labelling %d live source(s): %s", len(sources), ", ".join(sources))
             state.probe_pool = IsolatedPool(1, timeout=min(timeout, 30.0))
             state.predictor = Predictor(run_dir, device=device, timeout=timeout, limits=limits, threshold=threshold)
             log.info("serving %s from %s (uploads in %s)", state.predictor.info().get("model"), run_dir, directory)
             yield
         finally:
+            if state.live is not None:
+                state.live.close()
             if state.predictor is not None:
                 state.predictor.close()
             if state.probe_pool is not None:
