@@ -152,10 +152,10 @@ step stream_1 "${CNNLSTM[@]}" stream "$WORK/runs/amp" "${VIDEOS[0]}" --json --de
 step stream_4 "${CNNLSTM[@]}" stream "$WORK/runs/amp" "${VIDEOS[@]}" --json --device "$DEVICE" --threads 0
 step stream_4_bf16 "${CNNLSTM[@]}" stream "$WORK/runs/amp" "${VIDEOS[@]}" --json --device "$DEVICE" --threads 0 \
      --precision auto
-# `cnnlstm extract` (issue 14, parts 1-2) is built in parallel; run it when this checkout has it.
-# ENABLE/ADJUST: the arguments below are the expected form; change them if the command differs.
+# `cnnlstm extract`: per-frame features of the videos from the frozen run's encoder, in bf16.
 if "${CNNLSTM[@]}" extract --help >/dev/null 2>&1; then
-  step extract_cmd "${CNNLSTM[@]}" extract "$WORK/runs/frozen" "${VIDEOS[@]}" --out "$WORK/features" --device "$DEVICE"
+  step extract_cmd "${CNNLSTM[@]}" extract "${VIDEOS[@]}" --run "$WORK/runs/frozen" --out "$WORK/features" \
+       --device "$DEVICE" --dtype bfloat16
 else
   ROWS+=("| extract_cmd | skipped | \`cnnlstm extract\` | not in this checkout: enable the marked line in gpu.sh |")
 fi
