@@ -225,7 +225,7 @@ def index_csv(rows: list[dict]) -> str:
 
 
 def make_extractor(*, run: str | os.PathLike | None = None, backbone: str | None = None, weights: str | None = None,
-                   size: int | None = None, pool: str = "avg", frames: int | None = None, plan: FramePlan,
+                   size: int | None = None, pool: str | None = None, frames: int | None = None, plan: FramePlan,
                    device: torch.device, **kwargs: Any) -> Extractor:
     """An :class:`Extractor` over a run's encoder or a named backbone (exactly one of the two)."""
     if (run is None) == (backbone is None):
@@ -294,7 +294,8 @@ def add_parser(sub) -> None:
     src.add_argument("--backbone", default=None, help="a backbone by name (resnet18, resnet50, efficientnet_b0, ...)")
     p.add_argument("--weights", default="none", help="with --backbone: none | imagenet | /path/to/file")
     p.add_argument("--size", type=int, default=None, help="with --backbone: input size (default: the backbone's)")
-    p.add_argument("--pool", default="avg", help="with --backbone: spatial pooling (avg | grid | attention)")
+    p.add_argument("--pool", default=None, help="with --backbone: spatial pooling (avg | grid | attention; default: "
+                   "the backbone's)")
     p.add_argument("--fps", type=float, default=None, help="frames per second to encode (default: every frame)")
     p.add_argument("--window", type=float, default=None, metavar="SECONDS",
                    help="one feature per window: the mean of its sampled frames' features")

@@ -27,6 +27,8 @@ from cnnlstm.data.video.decode import VideoReader
 from cnnlstm.engine.checkpoint import save_weights
 from cnnlstm.run import build_model, load_run
 
+D = 4 * 32  # test_tiny's features: 32 channels pooled over a 2x2 grid (its default pooling)
+
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
@@ -65,12 +67,12 @@ def test_every_frame_then_a_second_run_does_no_work(folder, run, tmp_path, capsy
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.safetensors"))
     assert files == ["a.mp4.safetensors", "sub/b.mkv.safetensors"]
     a = load_file(out / "a.mp4.safetensors")
-    assert a["features"].shape == (50, 32) and a["frame_indices"].tolist() == list(range(50))
+    assert a["features"].shape == (50, D) and a["frame_indices"].tolist() == list(range(50))
     assert torch.allclose(a["times"], torch.arange(50, dtype=torch.float64) / 25.0)
-    assert load_file(out / "sub" / "b.mkv.safetensors")["features"].shape == (30, 32)
+    assert load_file(out / "sub" / "b.mkv.safetensors")["features"].shape == (30, D)
     index = read_index(out)
     assert set(index) == {"a.mp4", "b.mkv", "broken.mp4"}
-    assert (index["a.mp4"]["status"], index["a.mp4"]["frames"], index["a.mp4"]["dim"]) == ("ok", "50", "32")
+    assert (index["a.mp4"]["status"], index["a.mp4"]["frames"], index["a.mp4"]["dim"]) == ("ok", "50", str(D))
     assert index["b.mkv"]["features"] == "sub/b.mkv.safetensors" and float(index["b.mkv"]["fps"]) == 10
     assert index["broken.mp4"]["status"] == "error" and index["broken.mp4"]["features"] == ""
 
@@ -93,7 +95,7 @@ def test_features_equal_the_run_encoder_on_the_same_frames(folder, run, tmp_path
     extract([folder / "a.mp4"], tmp_path, run=run, fps=5)
     with safe_open(tmp_path / "a.mp4.safetensors", framework="pt") as f:
         got, indices, meta = f.get_tensor("features"), f.get_tensor("frame_indices"), f.metadata()
-    assert indices.tolist() == list(range(0, 50, 5)) and got.shape == (10, 32)  # 25 -> 5 fps: every 5th frame
+    assert indices.tolist() == list(range(0, 50, 5)) and got.shape == (10, D)  # 25 -> 5 fps: every 5th frame
     assert json.loads(meta["key"])["frames"] == {"fps": 5.0} and meta["video"] == str(folder / "a.mp4")
     loaded = load_run(run, device="cpu")
     with VideoReader(folder / "a.mp4") as reader:
@@ -108,7 +110,7 @@ def test_windows_and_a_named_backbone(folder, tmp_path):
     result = extract([folder], out, backbone="test_tiny", size=32, window=1.0, stride=0.4, frames=3)
     assert (result["extracted"], result["bad"]) == (2, 1)
     a = load_file(out / "a.mp4.safetensors")
-    assert a["features"].shape == (4, 32) and a["frame_indices"].shape == (4, 3)  # ceil((2 - 1) / 0.4) + 1 windows
+    assert a["features"].shape == (4, D) and a["frame_indices"].shape == (4, 3)  # ceil((2 - 1) / 0.4) + 1 windows
     assert torch.allclose(a["window_start"], torch.tensor([0.0, 0.4, 0.8, 1.0], dtype=torch.float64))  # last: ends
     assert torch.allclose(a["window_end"], torch.tensor([1.0, 1.4, 1.8, 2.0], dtype=torch.float64))  # at the end
     assert extract([folder / "a.mp4"], out, backbone="test_tiny", size=32, window=1.0, stride=0.4,
