@@ -78,7 +78,15 @@ class LiveStreams:
         heard = {r["source"] for r in rows}
         rows += [{"source": s, "frames": 0, "skipped": 0, "latest": None, "event": None}
                  for s in self.sources if s not in heard]
+        rows.sort(key=lambda r: self._given_index(r["source"]))  # stable: a folder's files as they played
         return {"running": self.running, "sources": rows}
+
+    def _given_index(self, name: str) -> int:
+        """The position of the given source ``name`` is (or, for a file of a folder source, lies in)."""
+        for i, source in enumerate(self.sources):
+            if name == source or name.startswith(source.rstrip("/") + "/"):
+                return i
+        return len(self.sources)
 
 
 def add_live_routes(app) -> None:
