@@ -12,6 +12,7 @@ import json
 import os
 import re
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -87,6 +88,27 @@ def prepare_output(out_dir: str | os.PathLike, config: SynthConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     clear_previous(out)
     return out
+
+
+def numbered_plan(config: SynthConfig, per_class_count: int) -> list[dict]:
+    """One dict per video of both splits: ``path`` (videos/<split>_<index>.<ext>), ``split``,
+    ``index``, ``codec``; ``per_class_count`` videos per class setting of ``config``, the
+    containers taken in turn."""
+    plan = []
+    for split, per_class in (("train", config.videos_per_class), ("test", config.test_per_class)):
+        for index in range(per_class * per_class_count):
+            ext, codec = config.formats[index % len(config.formats)]
+            plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec))
+    return plan
+
+
+def start_output(out: Path, config: SynthConfig, task: str, **meta_fields) -> dict:
+    """Write the first dataset.json (``complete`` False: it marks the folder as ours before any video)
+    and create ``videos/``; returns the meta dict that :func:`finish_output` completes."""
+    meta = dict(generator=GENERATOR, version=1, task=task, complete=False, config=asdict(config), **meta_fields)
+    (out / "dataset.json").write_text(json.dumps(meta, indent=1))
+    (out / "videos").mkdir(exist_ok=True)
+    return meta
 
 
 def finish_output(out: Path, plan: list[dict], meta: dict, readme, start: float, *, meta_extra: dict | None = None,

@@ -17,10 +17,8 @@ Letters: T frames, H/W height/width.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
-from dataclasses import asdict
 
 import numpy as np
 
@@ -28,11 +26,11 @@ from ...data.synth import SynthConfig
 from ...data.synth.draw import PALETTE, SHAPES, Scene, Track, luma, render
 from ...data.synth.output import (
     CODEC_OPTIONS,
-    GENERATOR,
     SPLITS,
     finish_output,
     prepare_output,
     progress_bar,
+    start_output,
     video_rng,
     write_csv,
 )
@@ -134,9 +132,7 @@ def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progr
             pair = PAIRS[order[index % len(PAIRS)]]
             plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec,
                              pair=pair))
-    meta = dict(generator=GENERATOR, version=1, task="caption", complete=False, config=asdict(config))
-    (out / "dataset.json").write_text(json.dumps(meta, indent=1))  # marks the folder as ours first
-    (out / "videos").mkdir(exist_ok=True)
+    meta = start_output(out, config, "caption")
 
     rows = {name: [] for name in SPLITS}
     words = set()

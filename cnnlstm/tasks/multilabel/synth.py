@@ -20,10 +20,8 @@ Letters: T frames, H/W height/width.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import asdict
 
 import numpy as np
 
@@ -31,11 +29,12 @@ from ...data.synth import SynthConfig
 from ...data.synth.draw import Track, render, sample_scene
 from ...data.synth.output import (
     CODEC_OPTIONS,
-    GENERATOR,
     SPLITS,
     finish_output,
+    numbered_plan,
     prepare_output,
     progress_bar,
+    start_output,
     video_rng,
     write_csv,
 )
@@ -152,15 +151,8 @@ def synthesize_multilabel(out_dir: str | os.PathLike, config: SynthConfig, *, pr
     """
     start = time.perf_counter()
     out = prepare_output(out_dir, config)
-    plan = []
-    for split, per_class in (("train", config.videos_per_class), ("test", config.test_per_class)):
-        for index in range(per_class * len(ACTIONS)):
-            ext, codec = config.formats[index % len(config.formats)]
-            plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec))
-    meta = dict(generator=GENERATOR, version=1, task="multilabel", complete=False, config=asdict(config),
-                classes=list(ACTIONS))
-    (out / "dataset.json").write_text(json.dumps(meta, indent=1))  # marks the folder as ours first
-    (out / "videos").mkdir(exist_ok=True)
+    plan = numbered_plan(config, len(ACTIONS))
+    meta = start_output(out, config, "multilabel", classes=list(ACTIONS))
     for video in progress_bar(plan, progress):
         frames, labels = render_video(config, video["split"], video["index"])  # (T, H, W, 3)
         write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"],
