@@ -31,7 +31,7 @@ def test_synth_then_demo_end_to_end(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "syn"), "--videos-per-class", "2", "--test-per-class", "1", "--size", "32",
                  "--quiet"]) == 0
     assert (tmp_path / "syn" / "train.csv").is_file() and (tmp_path / "syn" / "videos").is_dir()
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "2"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "1", "--videos-per-class", "3"]) == 0
     report = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert [r["model"] for r in report["results"]] == ["cnn_lstm", "mean_pool"]
     assert all(0.0 <= r["test_top1"] <= 1.0 for r in report["results"])

@@ -40,6 +40,14 @@ class DemoConfig:
     workers: int = 2
     tasks: tuple[str, ...] = ("classify", "segment", "caption")  # the comparison always runs; dense ones: DENSE_RUNS
     dense_epochs: int | None = None  # epochs of the segment and caption runs (None: 50 and 40)
+    videos_per_class: int | None = None  # training videos per class of every dataset (None: the synthesizer's 24)
+
+
+def _synth_config(cfg: DemoConfig, **fields) -> SynthConfig:
+    """The synthesizer's defaults, or ``cfg.videos_per_class`` training (and a third as many test) videos per class."""
+    if cfg.videos_per_class is not None:
+        fields.update(videos_per_class=cfg.videos_per_class, test_per_class=max(1, cfg.videos_per_class // 3))
+    return SynthConfig(seed=cfg.seed, **fields)
 
 
 def _train_config(cfg: DemoConfig, data: Path, out: Path, model: str) -> TrainConfig:
@@ -112,7 +120,7 @@ def _run_dense(out: Path, cfg: DemoConfig, dense: DenseRun, log) -> tuple[dict, 
     """Synthesize, train, evaluate and predict one dense task; returns its summary row and report sections."""
     task = dense.task
     data = out / f"data_{task}"
-    summary = synthesize(data, SynthConfig(task=task, seed=cfg.seed))
+    summary = synthesize(data, _synth_config(cfg, task=task))
     log(f"    {task}: {summary['train']} train / {summary['test']} test videos in {data}")
     run = out / "runs" / task
     if run.exists():
@@ -142,7 +150,7 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
     n = 4 + len(dense)
     log(f"1/{n} synthesizing the temporal-order dataset into {out / 'data'}")
     data = out / "data"
-    summary = synthesize(data, SynthConfig(seed=cfg.seed))
+    summary = synthesize(data, _synth_config(cfg))
     classes = summary["classes"]
     log(f"    {summary['train']} train / {summary['test']} test videos of {len(classes)} classes: {', '.join(classes)}")
 
@@ -239,11 +247,14 @@ def add_parser(sub) -> None:
                    help="epochs of every run (default: 40 classify, 50 segment, 40 caption)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.add_argument("--videos-per-class", type=int, default=None, metavar="N",
+                   help="training videos per class of each dataset (default 24, with 8 test); fewer for a quick check")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> int:
     """Synthesize, train a CNN-LSTM and the order-blind baseline, evaluate, predict."""
     epochs = {} if args.epochs is None else {"epochs": args.epochs, "dense_epochs": args.epochs}
-    run_demo(args.out, DemoConfig(seed=args.seed, workers=args.workers, **epochs))
+    run_demo(args.out, DemoConfig(seed=args.seed, workers=args.workers, videos_per_class=args.videos_per_class,
+                                  **epochs))
     return 0
