@@ -31,6 +31,11 @@ class TemporalAttention(nn.Module):
             nn.Linear(hidden_size, attention_size), nn.Tanh(), nn.Linear(attention_size, 1, bias=False)
         )
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # runs saved before the bias was dropped hold attention.2.bias: a shift of every score, exact to drop
+        state_dict.pop(prefix + "attention.2.bias", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def init_state(self, batch: int, hidden: int, device=None, dtype=None) -> State:
         dtype = dtype or torch.get_default_dtype()
         low = torch.full((batch, 1), torch.finfo(dtype).min, device=device, dtype=dtype)

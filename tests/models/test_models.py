@@ -264,3 +264,15 @@ def test_the_cnn_runs_only_on_real_frames():
     model(clips(B=3, T=6), torch.tensor([6, 2, 1]))
     model(clips(B=2, T=4))
     assert seen == [9, 8]
+
+
+def test_an_attention_checkpoint_with_the_old_score_bias_still_loads():
+    """Runs saved before the score bias was dropped load: the bias shifted every score equally."""
+    model = build("cnn_lstm_attention").eval()
+    state = model.state_dict()
+    key = next(k for k in state if k.endswith("attention.2.weight"))
+    old = {**state, key.replace("weight", "bias"): torch.tensor([0.7])}
+    x = torch.randn(2, 4, 3, 32, 32)
+    before = model(x).logits
+    model.load_state_dict(old)  # strict: no unexpected key
+    assert torch.equal(model(x).logits, before)
