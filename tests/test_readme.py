@@ -82,7 +82,7 @@ def test_the_parser_check_catches_a_wrong_command(tmp_path):
 def test_the_readme_has_the_sections_a_newcomer_needs():
     text = README.read_text(encoding="utf-8")
     headings = re.findall(r"^## (.+)$", text, re.M)
-    order = ["Install", "A 5-minute demo", "Train on your own videos", "The ten options that matter first",
+    order = ["Install", "The demo", "Train on your own videos", "The ten options that matter first",
              "Hardware and time", "Training defaults"]
     assert [h for h in headings if h in order] == order, headings
     assert "path,label\n" in text, "the README should show a path,label CSV"
