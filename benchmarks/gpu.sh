@@ -11,7 +11,7 @@
 # runs with `set -e`: the first failure stops the script with its log named. Results: a table of
 # wall times and the last lines of each step's log, the GPU (nvidia-smi), torch/CUDA versions.
 #
-# Environment: PYTHON (default: python), OUT (default: benchmarks/results/gpu.md, dry run:
+# Environment: PYTHON (default: .venv/bin/python if present, else python), OUT (default: benchmarks/results/gpu.md, dry run:
 # benchmarks/results/gpu_cpu_dry_run.md), WORK (default: a temp folder, removed at the end).
 set -euo pipefail
 
@@ -25,7 +25,9 @@ for arg in "$@"; do
 done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PYTHON="${PYTHON:-python}"
+if [ -z "${PYTHON:-}" ]; then  # the project's .venv (make install) when there is one
+  if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
+fi
 CNNLSTM=("$PYTHON" -m cnnlstm.cli)
 if [ "$DRY" = 1 ]; then
   OUT="${OUT:-$ROOT/benchmarks/results/gpu_cpu_dry_run.md}"
