@@ -39,7 +39,7 @@ class DemoConfig:
     seed: int = 0
     workers: int = 2
     tasks: tuple[str, ...] = ("classify", "segment", "caption")  # the comparison always runs; dense ones: DENSE_RUNS
-    dense_epochs: int | None = None  # epochs of the segment and caption runs (None: 50 and 40)
+    dense_epochs: int | None = None  # epochs of the segment and caption runs (None: 100 and 80)
     videos_per_class: int | None = None  # training videos per class of every dataset (None: the synthesizer's 24)
 
 
@@ -102,8 +102,8 @@ def _show_caption(report: dict, predictions: list[dict], train_cfg: TrainConfig,
 
 
 DENSE_RUNS = (
-    DenseRun("segment", "Per-frame labelling", 50, dict(frames=16), _show_segment),
-    DenseRun("caption", "Captioning", 40, dict(frames=12), _show_caption),
+    DenseRun("segment", "Per-frame labelling", 100, dict(frames=16), _show_segment),
+    DenseRun("caption", "Captioning", 80, dict(frames=12), _show_caption),
 )
 
 
@@ -244,7 +244,7 @@ def add_parser(sub) -> None:
                        "videos; evaluate, predict, report.html")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs of every run (default: 40 classify, 50 segment, 40 caption)")
+                   help="epochs of every run (default: 40 classify, 100 segment, 80 caption)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.add_argument("--videos-per-class", type=int, default=None, metavar="N",
