@@ -154,6 +154,12 @@ def merge_windows(windows: list[dict]) -> list[dict]:
     return segments
 
 
+def is_clip_classifier(model) -> bool:
+    """A model with one set of logits (B, K) per clip: neither per-frame nor a caption decoder
+    (what the classify and multi-label tasks train)."""
+    return not getattr(model, "per_frame", False) and not callable(getattr(model, "decode_step", None))
+
+
 def teacher_forcing_ratio(cfg, progress: float) -> float:
     """Scheduled sampling: ``teacher_forcing`` at the start of training, linearly to
     ``teacher_forcing_end`` (when set) at the end; ``progress`` in [0, 1]."""
@@ -162,4 +168,4 @@ def teacher_forcing_ratio(cfg, progress: float) -> float:
     return cfg.teacher_forcing + (cfg.teacher_forcing_end - cfg.teacher_forcing) * min(max(progress, 0.0), 1.0)
 
 
-__all__ = ["Task", "TaskData", "softmax_scores", "teacher_forcing_ratio", "merge_windows"]
+__all__ = ["Task", "TaskData", "softmax_scores", "teacher_forcing_ratio", "merge_windows", "is_clip_classifier"]

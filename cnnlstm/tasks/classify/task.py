@@ -23,7 +23,7 @@ from ...data.transforms import average_views, eval_transform
 from ...engine import distributed
 from ...engine.health import LabelCounts
 from ...engine.loop import run_model
-from ..base import TaskData, merge_windows, softmax_scores
+from ..base import TaskData, is_clip_classifier, merge_windows, softmax_scores
 from .metrics import classification_report, format_per_class, topk_accuracy
 
 
@@ -102,7 +102,7 @@ class ClassifyTask:
 
     # --- models ---------------------------------------------------------------------------------
     def fits(self, model) -> bool:
-        return not getattr(model, "per_frame", False) and not callable(getattr(model, "decode_step", None))
+        return is_clip_classifier(model)
 
     def check_model(self, model) -> None:
         if self.fits(model):

@@ -28,7 +28,7 @@ from ...data.transforms import average_views, eval_transform
 from ...engine import distributed
 from ...engine.health import MultiHotCounts
 from ...engine.loop import run_model
-from ..base import TaskData, merge_windows
+from ..base import TaskData, is_clip_classifier, merge_windows
 from .labels import MultiLabelTargets, load_multilabel
 from .metrics import check_threshold, format_per_class, multilabel_report
 
@@ -94,7 +94,7 @@ class MultiLabelTask:
 
     # --- models ---------------------------------------------------------------------------------
     def fits(self, model) -> bool:
-        return not getattr(model, "per_frame", False) and not callable(getattr(model, "decode_step", None))
+        return is_clip_classifier(model)
 
     def check_model(self, model) -> None:
         if self.fits(model):
