@@ -160,6 +160,36 @@ def is_clip_classifier(model) -> bool:
     return not getattr(model, "per_frame", False) and not callable(getattr(model, "decode_step", None))
 
 
+def collect_views(loaded, videos, *, views: int, rows_of: Callable[[Any, Any], list], batch_size: int = 8,
+                  workers: int = 0, **dataset_kwargs) -> tuple[list[dict[int, Any]], list[dict]]:
+    """The run's model over ``views`` temporal views of every video of ``videos`` (a spec or a VideoList).
+
+    View v samples at position (v + 0.5) / views (:class:`~cnnlstm.data.sampling.SamplerConfig`).
+    ``rows_of(batch, output)`` returns ``[(dataset index, row), ...]`` for one batch; ``dataset_kwargs``
+    go to :class:`~cnnlstm.data.datasets.VideoDataset` (``root``, ``classes``, ``targets``). Returns, per
+    view, ``{dataset index: row}``, and the videos that failed to decode (each listed once).
+    """
+    from ..data.datasets import VideoDataset, make_loader
+    from ..data.transforms import eval_transform
+    from ..engine.loop import run_model
+
+    per_view: list[dict[int, Any]] = []
+    skipped: list[dict] = []
+    for v in range(views):
+        dataset = VideoDataset(videos, sampler=loaded.sampler((v + 0.5) / views),
+                               transform=eval_transform(loaded.data_cfg), on_error="skip", **dataset_kwargs)
+        rows, bad = run_model(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers),
+                              loaded.device, rows_of)
+        per_view.append(dict(rows))
+        skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
+    return per_view, skipped
+
+
+def in_every_view(per_view: list[dict[int, Any]]) -> list[int]:
+    """The dataset indices of the videos that decoded in every view, in order."""
+    return sorted(set.intersection(*(set(v) for v in per_view)))
+
+
 def teacher_forcing_ratio(cfg, progress: float) -> float:
     """Scheduled sampling: ``teacher_forcing`` at the start of training, linearly to
     ``teacher_forcing_end`` (when set) at the end; ``progress`` in [0, 1]."""

@@ -18,12 +18,12 @@ from torch import Tensor
 from ..._optional import available
 from ...data.annotations.formats import check_group_leakage, load_spec
 from ...data.collate import IGNORE_INDEX
-from ...data.datasets import VideoDataset, make_loader
-from ...data.transforms import average_views, eval_transform
+from ...data.transforms import average_views
 from ...engine import distributed
 from ...engine.health import LabelCounts
 from ...engine.loop import run_model
-from ..base import TaskData, is_clip_classifier, merge_windows, softmax_scores
+from ..base import TaskData, in_every_view, is_clip_classifier, merge_windows, softmax_scores
+from ..base import collect_views as base_collect_views
 from .metrics import classification_report, format_per_class, topk_accuracy
 
 
@@ -41,26 +41,16 @@ def collect_logits(model, loader, device, autocast=nullcontext) -> tuple[Tensor,
 
 def collect_views(loaded, data, *, root, views: int, batch_size: int = 8,
                   workers: int = 0) -> tuple[list[dict[int, tuple]], list[dict]]:
-    """The run's model over ``views`` temporal views of every video of ``data``.
-
-    View v samples at position (v + 0.5) / views (:class:`~cnnlstm.data.sampling.SamplerConfig`).
-    Returns, per view, ``{dataset index: (logits (K,), target, frame indices (T,))}``, and the videos
-    that failed to decode (each listed once).
+    """The run's model over ``views`` temporal views of every video of ``data``
+    (:func:`~cnnlstm.tasks.base.collect_views`). Returns, per view, ``{dataset index: (logits (K,),
+    target, frame indices (T,))}``, and the videos that failed to decode (each listed once).
     """
     def rows_of(batch, out) -> list[tuple]:
         logits = out.logits.float().cpu()  # (B, K)
         return [(m["index"], (logits[b], int(batch.labels[b]), m["frame_indices"])) for b, m in enumerate(batch.meta)]
 
-    per_view: list[dict[int, tuple]] = []
-    skipped: list[dict] = []
-    for v in range(views):
-        dataset = VideoDataset(data, root=root, classes=loaded.classes, sampler=loaded.sampler((v + 0.5) / views),
-                               transform=eval_transform(loaded.data_cfg), on_error="skip")
-        rows, bad = run_model(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers),
-                              loaded.device, rows_of)
-        per_view.append(dict(rows))
-        skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
-    return per_view, skipped
+    return base_collect_views(loaded, data, views=views, rows_of=rows_of, batch_size=batch_size, workers=workers,
+                              root=root, classes=loaded.classes)
 
 
 def views_report(per_view: list[dict[int, tuple]], classes: list[str], skipped: list[dict]) -> dict:
@@ -71,7 +61,7 @@ def views_report(per_view: list[dict[int, tuple]], classes: list[str], skipped: 
     ``clip_top1``/``clip_top5`` count every view as a clip. One view: all of them agree.
     """
     views, num_classes = len(per_view), len(classes)
-    common = sorted(set.intersection(*(set(v) for v in per_view)))  # videos that decoded in every view
+    common = in_every_view(per_view)
     logits = torch.empty(0, views, num_classes)  # (N, V, K)
     if common:
         logits = torch.stack([torch.stack([v[i][0] for v in per_view]) for i in common])

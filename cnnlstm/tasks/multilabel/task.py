@@ -23,12 +23,11 @@ from torch import Tensor
 
 from ..._optional import available
 from ...data.annotations.formats import check_group_leakage
-from ...data.datasets import VideoDataset, make_loader
-from ...data.transforms import average_views, eval_transform
+from ...data.transforms import average_views
 from ...engine import distributed
 from ...engine.health import MultiHotCounts
 from ...engine.loop import run_model
-from ..base import TaskData, is_clip_classifier, merge_windows
+from ..base import TaskData, collect_views, in_every_view, is_clip_classifier, merge_windows
 from .labels import MultiLabelTargets, load_multilabel
 from .metrics import check_threshold, format_per_class, multilabel_report
 
@@ -158,21 +157,17 @@ class MultiLabelTask:
         """``views`` > 1 averages the logits of that many temporal views over the videos that decode
         in every view (as ``classify`` does)."""
         spec = load_multilabel(data, root=root, classes=loaded.classes)
-        targets = MultiLabelTargets(spec.labels, loaded.classes)
-        views_out, skipped = [], []  # per view: {dataset index: (logits (K,), target (K,))}
-        for v in range(views):
-            dataset = VideoDataset(spec.videos, sampler=loaded.sampler((v + 0.5) / views),
-                                   transform=eval_transform(loaded.data_cfg), on_error="skip", targets=targets)
-            loader = make_loader(dataset, batch_size=batch_size, workers=workers)
-            logits, target, indices, bad = collect_multilabel(loaded.model, loader, loaded.device)
-            views_out.append({i: (row, t) for i, row, t in zip(indices, logits, target, strict=True)})
-            skipped += [b for b in bad if b["path"] not in {s["path"] for s in skipped}]
-        common = sorted(set.intersection(*(set(v) for v in views_out)))  # videos that decoded in every view
-        k = len(loaded.classes)
-        logits = torch.stack([torch.stack([v[i][0] for v in views_out]) for i in common]) if common \
+        def rows_of(batch, out) -> list[tuple]:
+            logits = out.logits.float().cpu()  # (B, K)
+            return [(m["index"], (logits[b], batch.labels[b].float())) for b, m in enumerate(batch.meta)]
+
+        per_view, skipped = collect_views(loaded, spec.videos, views=views, rows_of=rows_of, batch_size=batch_size,
+                                          workers=workers, targets=MultiLabelTargets(spec.labels, loaded.classes))
+        common, k = in_every_view(per_view), len(loaded.classes)
+        logits = torch.stack([torch.stack([v[i][0] for v in per_view]) for i in common]) if common \
             else torch.empty(0, views, k)  # (N, V, K)
         logits = average_views(logits) if views > 1 else logits[:, 0]  # (N, K)
-        target = torch.stack([views_out[0][i][1] for i in common]) if common else torch.empty(0, k)  # (N, K)
+        target = torch.stack([per_view[0][i][1] for i in common]) if common else torch.empty(0, k)  # (N, K)
         report = multilabel_report(logits, target, loaded.classes, skipped=skipped)
         report.update(task=self.name, views=views)
         if plot and report["map"] and available("matplotlib"):
