@@ -180,7 +180,7 @@ def predict(run_dir: str | os.PathLike, videos: Sequence[str | os.PathLike], *, 
 
         check_window(window, stride)
         with WindowPredictor(load_run(run_dir, device=device), window=window, stride=stride, topk=topk,
-                             batch_size=batch_size, timeout=timeout, limits=limits) as predictor:
+                             batch_size=batch_size, timeout=timeout, limits=limits, threshold=threshold) as predictor:
             return predictor.predict(videos, plot=plot)
     if stride is not None:
         raise ValueError(f"stride={stride} needs window= (seconds per window); got window=None")

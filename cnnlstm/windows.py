@@ -97,11 +97,12 @@ class WindowPredictor:
     """
 
     def __init__(self, loaded: LoadedRun, *, window: float, stride: float | None = None, topk: int = 5,
-                 batch_size: int = 16, timeout: float = 120.0, limits: Limits | None = Limits()):
+                 batch_size: int = 16, timeout: float = 120.0, limits: Limits | None = Limits(),
+                 threshold: float = 0.5):
         self.window, self.stride = check_window(window, stride)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
-        self.loaded, self.topk, self.batch_size = loaded, topk, batch_size
+        self.loaded, self.topk, self.batch_size, self.threshold = loaded, topk, batch_size, threshold
         self.transform, self.prepare = eval_transform(loaded.data_cfg), EvalResize(loaded.data_cfg)
         encoder = getattr(unwrap(loaded.model), "encoder", None)
         self.frame_encoder = encoder if isinstance(encoder, FrameEncoder) else None  # None: 3D CNN, clips in
@@ -153,7 +154,8 @@ class WindowPredictor:
                 while windows := state.ready(decoded_up_to, self.batch_size):
                     self._run(state, windows)
             summary = loaded.task.summarize_windows(loaded, state.rows, torch.cat(state.probs) if state.probs else None,
-                                                    indices.double() / info.fps, topk=self.topk)
+                                                    indices.double() / info.fps, topk=self.topk,
+                                                    threshold=self.threshold)
         return {"path": path, "frames": info.num_frames, "fps": info.fps, "duration": info.duration,
                 "corrupt_frames": self.worker.corrupt_frames + info.corrupt_frames, "window": self.window,
                 "stride": self.stride, "frames_per_window": int(indices.shape[1]), "num_windows": len(state.rows),
@@ -172,7 +174,8 @@ class WindowPredictor:
     def _run(self, state: _Windows, windows: list[int]) -> None:
         x = state.take(windows)  # (B, T, D) or (B, T, C, S, S)
         times = state.indices[windows].double() / state.fps  # (B, T) seconds
-        rows, probs = self.loaded.task.window_rows(self.loaded, x, times, topk=self.topk)
+        rows, probs = self.loaded.task.window_rows(self.loaded, x, times, topk=self.topk,
+                                                      threshold=self.threshold)
         for w, row in zip(windows, rows, strict=True):
             start, end = state.span_of(w)
             state.rows.append({"start": start, "end": end, **row})

@@ -105,13 +105,13 @@ class Task(Protocol):
         """A PNG of one prediction over its frames uint8 (T, C, H, W); returns the path."""
 
     def window_rows(self, loaded: LoadedRun, x: torch.Tensor, times: torch.Tensor, *,
-                    topk: int) -> tuple[list[dict], torch.Tensor | None]:
+                    topk: int, threshold: float = 0.5) -> tuple[list[dict], torch.Tensor | None]:
         """Windowed prediction (:mod:`cnnlstm.windows`): one row per window (``label``, ``score`` and
         the task's details) for clips (N, T, C, S, S) or frame features (N, T, D) with frame times
         (N, T) in seconds, and what :meth:`summarize_windows` needs of them (probabilities or None)."""
 
     def summarize_windows(self, loaded: LoadedRun, windows: list[dict], probs: torch.Tensor | None,
-                          times: torch.Tensor, *, topk: int) -> dict:
+                          times: torch.Tensor, *, topk: int, threshold: float = 0.5) -> dict:
         """The video-level part of a windowed prediction from every window (rows with ``start`` and
         ``end``), their concatenated ``probs`` and ``times`` (N, T): ``label``, ``score``, ``segments``."""
 

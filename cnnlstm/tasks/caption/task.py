@@ -174,7 +174,8 @@ class CaptionTask:
     def label_scores(self, loaded, logits: Tensor, *, topk: int, threshold: float = 0.5) -> dict:
         return softmax_scores(logits, loaded.classes, topk=topk)
 
-    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int) -> tuple[list[dict], None]:
+    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int,
+                    threshold: float = 0.5) -> tuple[list[dict], None]:
         """A caption per window (beam search as in predict); ``score`` is the caption's beam score."""
         cfg, vocab = loaded.cfg, loaded.state
         outs = generate(loaded.model, x, beam_size=cfg.beam_size, length_penalty=cfg.length_penalty,
@@ -185,7 +186,8 @@ class CaptionTask:
             rows.append({"label": caption, "caption": caption, "score": float(out["score"])})
         return rows, None
 
-    def summarize_windows(self, loaded, windows: list[dict], probs: None, times: Tensor, *, topk: int) -> dict:
+    def summarize_windows(self, loaded, windows: list[dict], probs: None, times: Tensor, *, topk: int,
+                          threshold: float = 0.5) -> dict:
         """The video's caption: the one most windows got (the earliest on a tie), with the mean of their
         scores; segments: runs of windows with the same caption."""
         counts = Counter(w["caption"] for w in windows)

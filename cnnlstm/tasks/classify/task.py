@@ -177,11 +177,13 @@ class ClassifyTask:
     def label_scores(self, loaded, logits: Tensor, *, topk: int, threshold: float = 0.5) -> dict:
         return softmax_scores(logits, loaded.classes, topk=topk)
 
-    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int) -> tuple[list[dict], Tensor]:
+    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int,
+                    threshold: float = 0.5) -> tuple[list[dict], Tensor]:
         probs = loaded.model(x).logits.float().softmax(-1).cpu()  # (N, K)
         return [top_row(loaded.classes, p, topk) for p in probs], probs
 
-    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int) -> dict:
+    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int,
+                          threshold: float = 0.5) -> dict:
         """The video's label: the mean of the windows' class probabilities; segments: runs of windows."""
         return {**top_row(loaded.classes, probs.mean(0), topk), "segments": merge_windows(windows)}
 

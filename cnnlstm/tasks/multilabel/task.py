@@ -195,15 +195,17 @@ class MultiLabelTask:
         return {"label": ranked[0][0], "score": ranked[0][1], "labels": [r for r in ranked if r[1] >= threshold],
                 "threshold": threshold, "topk": ranked[:max(1, topk)]}
 
-    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int) -> tuple[list[dict], Tensor]:
-        """Every label of each window at or above the default threshold (0.5), as :meth:`label_scores`."""
+    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int,
+                    threshold: float = 0.5) -> tuple[list[dict], Tensor]:
+        """Every label of each window at or above ``threshold``, as :meth:`label_scores`."""
         logits = loaded.model(x).logits.float().cpu()  # (N, K)
-        return [self.label_scores(loaded, w, topk=topk) for w in logits], logits.sigmoid()
+        return [self.label_scores(loaded, w, topk=topk, threshold=threshold) for w in logits], logits.sigmoid()
 
-    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int) -> dict:
+    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int,
+                          threshold: float = 0.5) -> dict:
         """The video's labels: the mean of the windows' class probabilities; segments: runs of windows
         with the same best label."""
-        return {**self.label_scores(loaded, probs.mean(0).logit(eps=1e-6), topk=topk),
+        return {**self.label_scores(loaded, probs.mean(0).logit(eps=1e-6), topk=topk, threshold=threshold),
                 "segments": merge_windows(windows)}
 
     def plot_prediction(self, loaded, frames: Tensor, row: dict, path: Path) -> str:

@@ -177,13 +177,15 @@ class SegmentTask:
             segments = [{**s, "end": min(s["end"], duration)} for s in segments]
         return [{**s, "label": classes[int(s["label"])]} for s in segments]
 
-    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int) -> tuple[list[dict], Tensor]:
+    def window_rows(self, loaded, x: Tensor, times: Tensor, *, topk: int,
+                    threshold: float = 0.5) -> tuple[list[dict], Tensor]:
         probs = loaded.model(x).logits.float().softmax(-1).cpu()  # (N, T, K)
         rows = [{**frame_summary(loaded.classes, p), "frame_times": [round(float(s), 4) for s in t]}
                 for p, t in zip(probs, times, strict=True)]
         return rows, probs
 
-    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int) -> dict:
+    def summarize_windows(self, loaded, windows: list[dict], probs: Tensor, times: Tensor, *, topk: int,
+                          threshold: float = 0.5) -> dict:
         """Segments over the whole video from every window's frames; a frame that several windows
         sampled (stride < window) takes the mean of their probabilities."""
         at, inverse = torch.unique(times.reshape(-1), return_inverse=True)  # (F,) sorted frame times

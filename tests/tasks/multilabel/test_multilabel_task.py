@@ -123,3 +123,12 @@ def test_multi_hot_targets_survive_the_feature_cache(data, tmp_path):
         assert cached[i]["label"].tolist() == [float(c in spec.labels[spec.videos.items[i].path]) for c in ACTIONS]
     batch = collate_clips([cached[i] for i in range(3)])
     assert batch.labels.shape == (3, len(ACTIONS)) and batch.labels.dtype == torch.float32
+
+
+def test_windowed_predict_applies_the_threshold_to_every_window_and_the_video(run, data, capsys):
+    video = str(data / "videos" / "test_0000.mp4")
+    assert main(["predict", str(run), video, "--json", "--window", "0.5", "--threshold", "0.3", "--topk", "7"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["num_windows"] >= 2
+    for part in (row, *row["windows"]):  # the video's answer and each window's
+        assert part["threshold"] == 0.3 and part["labels"] == [[c, p] for c, p in part["topk"] if p >= 0.3]
