@@ -6,6 +6,7 @@ to ``benchmarks/results/learning.jsonl``; ``learning.md`` is rendered from every
 
     python benchmarks/learning_data.py /tmp/ld                      # the datasets (minutes)
     python benchmarks/learning.py --data /tmp/ld --families pairs8 --variants shipped,fp32,plain
+    python benchmarks/learning.py --data /tmp/ld --families seg6 --set backbone=test_tiny --set size=32
     python benchmarks/learning.py --render                          # learning.md from learning.jsonl
 
 A row at the settings of the issue (resnet18 from scratch, 64 px, 16 frames, 15 epochs, batch 8)
@@ -31,18 +32,22 @@ VARIANTS = {  # overrides on top of the shipped defaults (each a TrainConfig key
     "grid_pool": {"pool": "grid"},
     "dropout_0.5": {"dropout": "0.5"},
     "small_crops": {"min_crop_scale": "0.5"},  # crops down to half the side: about the old 25%-area crop
+    "batch4": {"batch_size": "4"},  # twice the optimizer steps per epoch
+    "layers1": {"num_layers": "1"},
+    "batch4_layers1": {"batch_size": "4", "num_layers": "1"},
     "plain": {"min_crop_scale": "1", "temporal_jitter": "false", "weight_decay": "0", "warmup_epochs": "0",
               "grad_clip": "0", "precision": "fp32"},  # the seed's loop, but with the cosine schedule
 }
-METRICS = ("top1", "frame_accuracy", "edit", "f1@50", "bleu4", "cider", "map")
+METRICS = ("top1", "f1@50", "map", "bleu4", "frame_accuracy", "edit", "cider")  # the first one a row has is its score
 
 
-def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict) -> dict:
+def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict, tag: str = "") -> dict:
     from cnnlstm.config import resolve_config
     from cnnlstm.inference import evaluate
     from cnnlstm.train import fit
 
-    run_dir = out / f"{family}-{variant}-s{seed}"
+    name = "-".join(x for x in (family, variant, tag, *(f"{k}{v}" for k, v in extra.items() if k != "epochs")) if x)
+    run_dir = out / f"{name}-s{seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     data = root / family
@@ -58,8 +63,9 @@ def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict
     report = evaluate(run_dir, str(data / "test.csv"), workers=1, plot=False)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     epochs = [m for m in metrics if "train_loss" in m and "epoch_s" in m]
-    return {"family": family, "tag": f"{overrides['model']}-{variant}-s{seed}",
-            "settings": f"{variant}: {VARIANTS[variant] or 'shipped'}",
+    return {"family": family, "tag": f"{overrides['model']}-{variant}{'-' + tag if tag else ''}-s{seed}",
+            "settings": f"{variant}: {VARIANTS[variant] or 'shipped'}" + (f" + {extra}" if extra else "")
+            + (f" + {tag}" if tag else ""),
             "overrides": overrides, "train_s": round(seconds, 1), **{k: report[k] for k in METRICS if k in report},
             "best_epoch": summary["best_epoch"], "train_loss": [round(m["train_loss"], 3) for m in epochs],
             "val": [round(m.get(summary["best_score_name"], float("nan")), 3) for m in epochs],
@@ -73,8 +79,12 @@ def render(jsonl: Path) -> str:
              "Datasets: `benchmarks/learning_data.py` (pairs8: 8 classes in forward/reversed pairs, 144 train / 48 "
              "test videos, textured backgrounds, a distractor, four codecs; perm6: the demo's synthetic set). "
              "pairs8 rows: resnet18 from scratch, 64 px, 16 frames, 15 epochs, batch 8, 2 shared CPU cores; "
-             "perm6 rows: test_tiny, 32 px, 12 frames. Score: the test split's top-1 (captions: BLEU-4); "
-             "'best epoch' is the epoch of the best validation score (how soon it learns).", "",
+             "perm6 rows: test_tiny, 32 px, 12 frames. seg6 rows: per-frame labels (six motions with still gaps, 120 "
+             "train / 40 test untrimmed videos), the causal `seq2seq_cnn_lstm`, 48 frames, resnet18 at 64 px unless "
+             "the settings say otherwise. Score: the test split's top-1 (per-frame labels: F1@50; captions: BLEU-4); "
+             "'best epoch' is the epoch of the best validation score (how soon it learns). Rows 'stopped after N "
+             "epochs' were cut short once their outcome was plain; their score is the best validation score so far "
+             "(validation is the test split here).", "",
              "| dataset | run | settings | test score | best epoch | train s |", "|---|---|---|---|---|---|"]
     for r in rows:
         score = next((f"{k} {r[k]:.3f}" for k in METRICS if k in r), "-")
@@ -91,6 +101,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--epochs", default=None, help="override the 15 epochs (quick checks)")
     p.add_argument("--model", default=None, help="instead of cnn_lstm (segment families: seq2seq_cnn_lstm)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more override for every row (a TrainConfig key), e.g. --set batch_size=4")
+    p.add_argument("--tag", default="", help="a name for what differs beyond the variant (code, environment)")
     p.add_argument("--out", type=Path, default=Path("runs/learning"))
     p.add_argument("--render", action="store_true", help="only rewrite learning.md from learning.jsonl")
     args = p.parse_args()
@@ -98,11 +111,14 @@ def main() -> None:
     if not args.render:
         if args.data is None:
             p.error("--data DIR is required (python benchmarks/learning_data.py DIR writes it)")
-        extra = {**({"epochs": args.epochs} if args.epochs else {}), **({"model": args.model} if args.model else {})}
+        if bad := [kv for kv in args.set if "=" not in kv]:
+            p.error(f"--set takes KEY=VALUE (a train option without the dashes, e.g. batch_size=4); got {bad}")
+        extra = {**({"epochs": args.epochs} if args.epochs else {}), **({"model": args.model} if args.model else {}),
+                 **dict(kv.split("=", 1) for kv in args.set)}
         for family in args.families.split(","):
             for variant in args.variants.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
-                    row = run(args.data, family, variant, seed, args.out, extra)
+                    row = run(args.data, family, variant, seed, args.out, extra, args.tag)
                     print(json.dumps({k: v for k, v in row.items() if k not in ("train_loss", "val")}))
                     with jsonl.open("a") as f:
                         f.write(json.dumps(row) + "\n")
