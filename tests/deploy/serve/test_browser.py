@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 from test_serve import LABELS, ServerThread, make_run
@@ -34,6 +35,18 @@ def browser():
         browser.close()
 
 
+def wait_until(page, predicate: str, timeout_s: float = 30.0) -> None:
+    """Poll ``predicate`` (a JS function) in the page until it returns true. ``page.evaluate`` runs it
+    over the DevTools protocol, which the page's Content-Security-Policy allows; ``wait_for_function``
+    with a string polls by ``eval`` inside the page, which that policy refuses (a flaky failure
+    whenever the first check was false)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the page never made this true in {timeout_s:.0f} s: {predicate}")
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from cnnlstm.deploy.serve.app import create_app
@@ -51,7 +64,7 @@ def test_page_shows_a_prediction(browser, server, tmp_path):
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: console_errors.append(str(e)))
     page.goto(server.url)
-    page.wait_for_function("document.getElementById('model').textContent.includes('cnn_lstm_attention')")
+    page.locator("#model", has_text="cnn_lstm_attention").wait_for()
 
     page.set_input_files("#file", video)
     page.wait_for_selector("#topk .bar", timeout=60_000)
@@ -63,7 +76,7 @@ def test_page_shows_a_prediction(browser, server, tmp_path):
     assert all(0 < o <= 1 for o in opacities) and max(opacities) == 1  # attention as intensity
     assert page.is_hidden("#error")
     assert "clip.mp4" in page.text_content("#status")
-    page.wait_for_function("document.getElementById('video').readyState >= 1")  # the local file plays in <video>
+    wait_until(page, "() => document.getElementById('video').readyState >= 1")  # the local file plays in <video>
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
     page.set_input_files("#file", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a video"})
@@ -89,7 +102,7 @@ def test_page_shows_every_label_of_a_multi_label_run(browser, multilabel_server,
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(multilabel_server.url)
-    page.wait_for_function("document.getElementById('model').textContent.includes('multilabel')")
+    page.locator("#model", has_text="multilabel").wait_for()
     page.set_input_files("#file", video)
     page.wait_for_selector("#topk .bar", timeout=60_000)
     assert page.text_content("#label") == "left (95%) · still (73%)"
