@@ -185,9 +185,13 @@ def collect_views(loaded, videos, *, views: int, rows_of: Callable[[Any, Any], l
     return per_view, skipped
 
 
-def in_every_view(per_view: list[dict[int, Any]]) -> list[int]:
-    """The dataset indices of the videos that decoded in every view, in order."""
-    return sorted(set.intersection(*(set(v) for v in per_view)))
+def logits_in_every_view(per_view: list[dict[int, Any]], num_classes: int) -> tuple[list[int], torch.Tensor]:
+    """The videos of :func:`collect_views`'s output that decoded in every view (dataset indices, in
+    order) and their logits (N, V, K), taken from the first item of each row."""
+    common = sorted(set.intersection(*(set(v) for v in per_view)))
+    if not common:
+        return common, torch.empty(0, len(per_view), num_classes)
+    return common, torch.stack([torch.stack([v[i][0] for v in per_view]) for i in common])
 
 
 def teacher_forcing_ratio(cfg, progress: float) -> float:

@@ -22,7 +22,7 @@ from ...data.transforms import average_views
 from ...engine import distributed
 from ...engine.health import LabelCounts
 from ...engine.loop import run_model
-from ..base import TaskData, in_every_view, is_clip_classifier, merge_windows, softmax_scores
+from ..base import TaskData, is_clip_classifier, logits_in_every_view, merge_windows, softmax_scores
 from ..base import collect_views as base_collect_views
 from .metrics import classification_report, format_per_class, topk_accuracy
 
@@ -61,10 +61,7 @@ def views_report(per_view: list[dict[int, tuple]], classes: list[str], skipped: 
     ``clip_top1``/``clip_top5`` count every view as a clip. One view: all of them agree.
     """
     views, num_classes = len(per_view), len(classes)
-    common = in_every_view(per_view)
-    logits = torch.empty(0, views, num_classes)  # (N, V, K)
-    if common:
-        logits = torch.stack([torch.stack([v[i][0] for v in per_view]) for i in common])
+    common, logits = logits_in_every_view(per_view, num_classes)  # (N, V, K)
     targets = torch.tensor([per_view[0][i][1] for i in common], dtype=torch.long)  # (N,)
     report = classification_report(average_views(logits, softmax=True), targets, classes, skipped=skipped)
     k5 = report["top5_k"]

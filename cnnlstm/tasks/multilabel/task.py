@@ -27,7 +27,7 @@ from ...data.transforms import average_views
 from ...engine import distributed
 from ...engine.health import MultiHotCounts
 from ...engine.loop import run_model
-from ..base import TaskData, collect_views, in_every_view, is_clip_classifier, merge_windows
+from ..base import TaskData, collect_views, is_clip_classifier, logits_in_every_view, merge_windows
 from .labels import MultiLabelTargets, load_multilabel
 from .metrics import check_threshold, format_per_class, multilabel_report
 
@@ -163,9 +163,8 @@ class MultiLabelTask:
 
         per_view, skipped = collect_views(loaded, spec.videos, views=views, rows_of=rows_of, batch_size=batch_size,
                                           workers=workers, targets=MultiLabelTargets(spec.labels, loaded.classes))
-        common, k = in_every_view(per_view), len(loaded.classes)
-        logits = torch.stack([torch.stack([v[i][0] for v in per_view]) for i in common]) if common \
-            else torch.empty(0, views, k)  # (N, V, K)
+        k = len(loaded.classes)
+        common, logits = logits_in_every_view(per_view, k)  # (N, V, K)
         logits = average_views(logits) if views > 1 else logits[:, 0]  # (N, K)
         target = torch.stack([per_view[0][i][1] for i in common]) if common else torch.empty(0, k)  # (N, K)
         report = multilabel_report(logits, target, loaded.classes, skipped=skipped)
