@@ -14,7 +14,7 @@ from cnnlstm.models import list_models, model_recipe
 from cnnlstm.run import build_model
 from cnnlstm.tasks import get_task
 
-STEPS = 120
+STEPS = 160
 STEPS_PER_EPOCH = 10  # for the recipe's warmup_epochs
 
 
