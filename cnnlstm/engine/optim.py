@@ -54,14 +54,19 @@ def apply_phase(model: nn.Module, phase: Phase) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
+NO_DECAY_NAMES = ("pos_embed", "cls_token")  # parameter names (ends) left out of weight decay
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
     """AdamW over trainable parameters: backbone at ``lr * backbone_lr_scale`` (default 0.1 for
-    pretrained weights, 1 for random init); no weight decay on biases and norm weights (1-D)."""
+    pretrained weights, 1 for random init); no weight decay on biases, norm weights (1-D), position
+    tables and CLS tokens (as timm's ``no_weight_decay``)."""
     scale = cfg.backbone_lr_scale if cfg.backbone_lr_scale is not None else (1.0 if cfg.weights == "none" else 0.1)
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            groups.setdefault((name.startswith("encoder.stages."), p.ndim <= 1), []).append(p)
+            no_decay = p.ndim <= 1 or name.endswith(NO_DECAY_NAMES)
+            groups.setdefault((name.startswith("encoder.stages."), no_decay), []).append(p)
     param_groups = [
         {"params": params, "lr": lr * (scale if backbone else 1.0),
          "weight_decay": 0.0 if no_decay else cfg.weight_decay}

@@ -54,7 +54,7 @@ def sinusoidal_positions(max_len: int, d_model: int) -> Tensor:
     freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))  # (d/2,)
     table = torch.zeros(max_len, d_model)
     table[:, 0::2] = torch.sin(pos * freq)
-    table[:, 1::2] = torch.cos(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
     return table
 
 
@@ -64,7 +64,8 @@ class TransformerTemporal(nn.Module):
     Padding is excluded as attention keys (``key_padding_mask`` from ``lengths``), so a clip's
     output does not depend on its batch mates or on padding. ``pooling="cls"`` summarises with a
     learned CLS token's output, ``"mean"`` with the mean over real frames. It sees every frame, so
-    it is not causal and cannot stream.
+    it is not causal and cannot stream. ``positions="learned"`` starts from the sin/cos table and
+    trains it; ``"sinusoidal"`` keeps the table fixed (not saved in the state dict).
     """
 
     causal = False
@@ -76,8 +77,6 @@ class TransformerTemporal(nn.Module):
             raise ValueError(f"d_model must be divisible by num_heads; got {d_model} and {num_heads}")
         if positions not in ("learned", "sinusoidal"):
             raise ValueError(f"positions must be 'learned' or 'sinusoidal'; got {positions!r}")
-        if positions == "sinusoidal" and d_model % 2:
-            raise ValueError(f"sinusoidal positions need an even d_model; got {d_model}")
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean'; got {pooling!r}")
         if num_layers < 1:
@@ -86,8 +85,8 @@ class TransformerTemporal(nn.Module):
         self.max_len = max_len
         self.pooling = pooling
         self.input_proj = nn.Linear(input_size, d_model)
-        if positions == "learned":
-            self.pos_embed = nn.Parameter(torch.randn(max_len, d_model) * 0.02)  # (max_len, d)
+        if positions == "learned":  # starts from the sin/cos table: order is visible from the first step
+            self.pos_embed = nn.Parameter(sinusoidal_positions(max_len, d_model))  # (max_len, d)
         else:
             self.register_buffer("pos_embed", sinusoidal_positions(max_len, d_model), persistent=False)
         self.cls_token = nn.Parameter(torch.randn(1, 1, d_model) * 0.02) if pooling == "cls" else None

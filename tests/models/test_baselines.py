@@ -59,6 +59,18 @@ def test_sinusoidal_positions_are_fixed_and_order_matters():
     assert not torch.allclose(seq[:, [4, 3, 2, 1, 0]], shuffled, atol=1e-4), "positions must make order matter"
 
 
+def test_learned_positions_start_from_the_sinusoidal_table():
+    """Learned positions start at the sin/cos table (amplitude 1), not at noise 50x smaller than the
+    projected frame features: on pairs8 the small start left the transformer near order-blind."""
+    from cnnlstm.models.baselines import sinusoidal_positions
+
+    m = TransformerTemporal(12, 15, num_layers=1, num_heads=3, max_len=8)  # odd width: cos fills one column less
+    table = sinusoidal_positions(8, 15)
+    torch.testing.assert_close(m.pos_embed.detach(), table)
+    assert table[:, 0::2].abs().max() <= 1 and torch.all(table[0, 1::2] == 1), "sin(0)=0, cos(0)=1"
+    assert m.pos_embed.requires_grad
+
+
 @pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])  # no_grad: PyTorch's inference fast path
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_transformer_ignores_padding(pooling, grad):
