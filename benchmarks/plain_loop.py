@@ -1,0 +1,156 @@
+"""A plain per-frame CNN-LSTM loop outside the package: the reference the issue measured against.
+
+Decodes each video once with PyAV (48 frames sampled uniformly, resized to 64 px), trains a
+torchvision ResNet-18 from scratch -> ``nn.LSTM`` -> linear per frame with Adam 1e-3, no
+augmentation, fp32, and scores the test split with the package's own metrics (F1@50 etc.).
+``--model ours`` swaps in the package's ``seq2seq_cnn_lstm`` to tell the model from the loop.
+Each run appends a line (arguments, per-epoch loss and test scores) to
+``benchmarks/results/plain_loop.jsonl``.
+
+    python benchmarks/learning_data.py /tmp/ld --families seg6
+    python benchmarks/plain_loop.py --data-dir /tmp/ld/seg6 --bidirectional      # ~25 min on 2 CPU cores
+
+Measured (seg6, bidirectional, 15 epochs): loss 1.87 -> 1.72, best F1@50 0.11, last 0.03: this
+dataset is hard for the plain loop too (the package's defaults: 1.88 -> 1.80 in 8 epochs, plain
+loop at epoch 8: 1.81).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MEAN, STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+
+
+def decode(path: Path, frames: int, size: int) -> tuple[torch.Tensor, np.ndarray, float]:
+    """(T, 3, size, size) uint8 of ``frames`` uniformly spaced frames, their indices and the fps."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate)
+        all_frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    n = len(all_frames)
+    index = np.floor((np.arange(frames) + 0.5) * n / frames).astype(int).clip(0, n - 1)
+    clip = torch.from_numpy(np.stack([all_frames[i] for i in index])).permute(0, 3, 1, 2)  # (T, 3, H, W)
+    clip = F.interpolate(clip.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return clip.round().clamp(0, 255).to(torch.uint8), index, fps
+
+
+def load_split(root: Path, split: str, frames: int, size: int, classes: list[str] | None):
+    """Decoded clips (N, T, 3, S, S) uint8, per-frame targets (N, T) and the classes; cached beside
+    the CSV as ``.plain_{split}_{frames}x{size}.pt`` (decoding is most of a short run)."""
+    cache = root / f".plain_{split}_{frames}x{size}.pt"
+    if cache.exists():
+        return torch.load(cache)
+    from cnnlstm.data.annotations.segments import load_segments
+    from cnnlstm.tasks.segment.segments import frame_targets
+
+    spec = load_segments(root / f"{split}.csv", root=root, classes=classes, background="background")
+    classes = list(spec.classes)
+    index = {c: i for i, c in enumerate(classes)}
+    clips, targets = [], []
+    for item in spec.videos.items:
+        clip, frame_index, fps = decode(Path(item.path), frames, size)
+        clips.append(clip)
+        targets.append(frame_targets(spec.segments.get(item.path, []), torch.from_numpy(frame_index), fps, index))
+    out = torch.stack(clips), torch.stack(targets), classes  # (N, T, 3, S, S) uint8, (N, T), K
+    torch.save(out, cache)
+    return out
+
+
+class PlainModel(nn.Module):
+    def __init__(self, num_classes: int, hidden: int, bidirectional: bool):
+        super().__init__()
+        import torchvision
+
+        self.cnn = torchvision.models.resnet18(weights=None)
+        self.cnn.fc = nn.Identity()
+        self.lstm = nn.LSTM(512, hidden, batch_first=True, bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, x):  # (B, T, 3, S, S) float normalised
+        B, T = x.shape[:2]
+        feats = self.cnn(x.flatten(0, 1)).view(B, T, -1)  # (B, T, 512)
+        return self.head(self.lstm(feats)[0])  # (B, T, K)
+
+
+def build(kind: str, num_classes: int, bidirectional: bool):
+    if kind == "plain":
+        return PlainModel(num_classes, 256, bidirectional)
+    from cnnlstm.models import create_model
+
+    model = create_model("seq2seq_cnn_lstm", num_classes=num_classes, backbone="resnet18", weights=None,
+                        bidirectional=bidirectional)
+    return LogitsOf(model)
+
+
+class LogitsOf(nn.Module):
+    """The package model with the plain model's surface: clips -> logits (B, T, K)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).logits
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--model", choices=("plain", "ours"), default="plain")
+    p.add_argument("--bidirectional", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "plain_loop.jsonl",
+                   help="append a JSON line with the result here")
+    args = p.parse_args()
+    from cnnlstm.tasks.segment.metrics import segmentation_report
+
+    torch.manual_seed(args.seed)
+    tick = time.perf_counter()
+    xtr, ytr, classes = load_split(args.data_dir, "train", args.frames, args.size, None)
+    xte, yte, _ = load_split(args.data_dir, "test", args.frames, args.size, classes)
+    print(f"decoded {len(xtr)} + {len(xte)} videos in {time.perf_counter() - tick:.0f} s; classes {classes}; "
+          f"train label shares {torch.bincount(ytr.flatten(), minlength=len(classes)).tolist()}", flush=True)
+    norm = lambda x: ((x.float() / 255) - MEAN[:, None, None]) / STD[:, None, None]  # noqa: E731
+    model = build(args.model, len(classes), args.bidirectional)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    rows = []
+    for epoch in range(args.epochs):
+        model.train()
+        perm, losses, tick = torch.randperm(len(xtr)), [], time.perf_counter()
+        for i in range(0, len(perm), args.batch_size):
+            b = perm[i:i + args.batch_size]
+            loss = F.cross_entropy(model(norm(xtr[b])).flatten(0, 1), ytr[b].flatten())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            probs = torch.cat([model(norm(xte[i:i + 8])).softmax(-1) for i in range(0, len(xte), 8)])
+        report = segmentation_report(list(probs.argmax(-1)), list(yte), list(probs), classes)
+        row = {"epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 3), "f1@50": round(report["f1@50"], 3),
+               "edit": round(report["edit"], 3), "frame_accuracy": round(report["frame_accuracy"], 3),
+               "epoch_s": round(time.perf_counter() - tick, 1)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    with args.out.open("a") as f:
+        f.write(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "epochs": rows}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
