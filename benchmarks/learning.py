@@ -54,7 +54,8 @@ def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict
     task = "segment" if family.startswith("seg") else "classify"
     overrides = {**BASE, **({"model": "seq2seq_cnn_lstm", "frames": "48"} if task == "segment" else {}),
                  **VARIANTS[variant], **extra, "task": task, "seed": str(seed)}
-    cfg = resolve_config(None, {**overrides, "data": str(data / "train.csv"), "val": str(data / "test.csv"),
+    val = data / "val.csv" if (data / "val.csv").exists() else data / "test.csv"  # the epoch is picked on val
+    cfg = resolve_config(None, {**overrides, "data": str(data / "train.csv"), "val": str(val),
                                 "out": str(run_dir), "progress": "false", "log_every": "1000000",
                                 "checkpoint_every": "0"})
     tick = time.perf_counter()
@@ -66,7 +67,9 @@ def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict
     return {"family": family, "tag": f"{overrides['model']}-{variant}{'-' + tag if tag else ''}-s{seed}",
             "settings": f"{variant}: {VARIANTS[variant] or 'shipped'}" + (f" + {extra}" if extra else "")
             + (f" + {tag}" if tag else ""),
-            "overrides": overrides, "train_s": round(seconds, 1), **{k: report[k] for k in METRICS if k in report},
+            "overrides": overrides, "val_split": val.name,
+            "test_videos": len((data / "test.csv").read_text().strip().splitlines()) - 1, "train_s": round(seconds, 1),
+            **{k: report[k] for k in METRICS if k in report},
             "best_epoch": summary["best_epoch"], "train_loss": [round(m["train_loss"], 3) for m in epochs],
             "val": [round(m.get(summary["best_score_name"], float("nan")), 3) for m in epochs],
             "machine": f"{platform.processor() or platform.machine()}, {platform.system()}"}
@@ -88,7 +91,8 @@ def render(jsonl: Path) -> str:
              "| dataset | run | settings | test score | best epoch | train s |", "|---|---|---|---|---|---|"]
     for r in rows:
         score = next((f"{k} {r[k]:.3f}" for k in METRICS if k in r), "-")
-        lines.append(f"| {r['family']} | {r['tag']} | {r['settings']} | {score} | {r.get('best_epoch', '-')} | "
+        family = r["family"] + (f" (val.csv; {r['test_videos']} test)" if r.get("val_split") == "val.csv" else "")
+        lines.append(f"| {family} | {r['tag']} | {r['settings']} | {score} | {r.get('best_epoch', '-')} | "
                      f"{r.get('train_s', '-')} |")
     return "\n".join(lines) + "\n"
 

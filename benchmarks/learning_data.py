@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlstm.data.encode import write_video
+from cnnlstm.data.video.encode import write_video
 
 FORMATS = ((".mp4", "libx264", {"crf": "20", "preset": "veryfast", "threads": "1"}),
            (".avi", "mpeg4", {"qscale": "4", "threads": "1"}),
@@ -181,11 +181,15 @@ def _shapes12(cls: str, rng, t: int, h: int, w: int) -> np.ndarray:
 _RENDER = {"pairs8": _pairs8, "rhythm5": _rhythm5, "shapes12": _shapes12}
 
 
-def write_family(out: Path, family: Family, seed: int = 0) -> Path:
-    """Write one classification family into ``out``: videos/<class>/..., train.csv, test.csv."""
+def write_family(out: Path, family: Family, seed: int = 0, test_per_class: int | None = None,
+                 val_per_class: int = 0) -> Path:
+    """Write one classification family into ``out``: videos/<class>/..., train.csv, test.csv and,
+    with ``val_per_class``, val.csv (drawn apart from test: pick epochs on val, report test)."""
     out.mkdir(parents=True, exist_ok=True)
-    splits = {"train": [], "test": []}
-    for split, per_class, split_seed in (("train", family.train_per_class, 0), ("test", family.test_per_class, 1)):
+    sizes = (("train", family.train_per_class, 0), ("test", test_per_class or family.test_per_class, 1),
+             ("val", val_per_class, 2))
+    splits: dict[str, list] = {name: [] for name, count, _ in sizes if count}
+    for split, per_class, split_seed in ((name, count, key) for name, count, key in sizes if count):
         for i in range(per_class):
             for c, cls in enumerate(family.classes):
                 # pairs8: a class and its reverse share the draws (same frames, opposite order)
@@ -281,13 +285,18 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--families", default="pairs8,rhythm5,shapes12,seg6")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-per-class", type=int, default=None,
+                        help="a larger test split than the family's (pairs8: 6 per class, 48 videos)")
+    parser.add_argument("--val-per-class", type=int, default=0,
+                        help="also write val.csv; benchmarks/learning.py then picks the epoch on it, not on test")
     args = parser.parse_args()
     for name in args.families.split(","):
         target = Path(args.out) / name
         if name == "seg6":
             write_segment_family(target, seed=args.seed)
         else:
-            write_family(target, FAMILIES[name], seed=args.seed)
+            write_family(target, FAMILIES[name], seed=args.seed, test_per_class=args.test_per_class,
+                         val_per_class=args.val_per_class)
         print(f"wrote {target}")
 
 
