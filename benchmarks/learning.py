@@ -86,8 +86,10 @@ def render(jsonl: Path) -> str:
              "train / 40 test untrimmed videos), the causal `seq2seq_cnn_lstm`, 48 frames, resnet18 at 64 px unless "
              "the settings say otherwise. Score: the test split's top-1 (per-frame labels: F1@50; captions: BLEU-4); "
              "'best epoch' is the epoch of the best validation score (how soon it learns). Rows 'stopped after N "
-             "epochs' were cut short once their outcome was plain; their score is the best validation score so far "
-             "(validation is the test split here).", "",
+             "epochs' were cut short once their outcome was plain; their score is the best validation score so far. "
+             "Validation is the test split (48 videos for pairs8: optimistic, and one video is 2.1 points) unless the "
+             "dataset says 'val.csv': then the epoch is picked on a separate val split (pairs8: 48 videos) and the "
+             "score is on a larger test split (`learning_data.py --test-per-class 24 --val-per-class 6`).", "",
              "| dataset | run | settings | test score | best epoch | train s |", "|---|---|---|---|---|---|"]
     for r in rows:
         score = next((f"{k} {r[k]:.3f}" for k in METRICS if k in r), "-")
