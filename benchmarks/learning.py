@@ -16,6 +16,7 @@ compare variants over seeds (``--seeds 0,1``), not single rows.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import shutil
@@ -39,6 +40,12 @@ VARIANTS = {  # overrides on top of the shipped defaults (each a TrainConfig key
               "grad_clip": "0", "precision": "fp32"},  # the seed's loop, but with the cosine schedule
 }
 METRICS = ("top1", "f1@50", "map", "bleu4", "frame_accuracy", "edit", "cider")  # the first one a row has is its score
+
+
+def count_videos(spec: Path) -> int:
+    """Distinct videos (first column) of a CSV: one row per video for labels, one per segment for seg6."""
+    with spec.open(newline="") as f:
+        return len({row[0] for row in list(csv.reader(f))[1:] if row})
 
 
 def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict, tag: str = "") -> dict:
@@ -68,7 +75,7 @@ def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict
             "settings": f"{variant}: {VARIANTS[variant] or 'shipped'}" + (f" + {extra}" if extra else "")
             + (f" + {tag}" if tag else ""),
             "overrides": overrides, "val_split": val.name,
-            "test_videos": len((data / "test.csv").read_text().strip().splitlines()) - 1, "train_s": round(seconds, 1),
+            "test_videos": count_videos(data / "test.csv"), "train_s": round(seconds, 1),
             **{k: report[k] for k in METRICS if k in report},
             "best_epoch": summary["best_epoch"], "train_loss": [round(m["train_loss"], 3) for m in epochs],
             "val": [round(m.get(summary["best_score_name"], float("nan")), 3) for m in epochs],

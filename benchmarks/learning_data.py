@@ -189,7 +189,7 @@ def write_family(out: Path, family: Family, seed: int = 0, test_per_class: int |
     sizes = (("train", family.train_per_class, 0), ("test", test_per_class or family.test_per_class, 1),
              ("val", val_per_class, 2))
     splits: dict[str, list] = {name: [] for name, count, _ in sizes if count}
-    for split, per_class, split_seed in ((name, count, key) for name, count, key in sizes if count):
+    for split, per_class, split_seed in sizes:
         for i in range(per_class):
             for c, cls in enumerate(family.classes):
                 # pairs8: a class and its reverse share the draws (same frames, opposite order)

@@ -46,9 +46,10 @@ def decode(path: Path, frames: int, size: int) -> tuple[torch.Tensor, np.ndarray
 
 def load_split(root: Path, split: str, frames: int, size: int, classes: list[str] | None):
     """Decoded clips (N, T, 3, S, S) uint8, per-frame targets (N, T) and the classes; cached beside
-    the CSV as ``.plain_{split}_{frames}x{size}.pt`` (decoding is most of a short run)."""
+    the CSV as ``.plain_{split}_{frames}x{size}.pt`` (decoding is most of a short run) and decoded
+    again when the CSV is newer (the dataset was written again)."""
     cache = root / f".plain_{split}_{frames}x{size}.pt"
-    if cache.exists():
+    if cache.exists() and cache.stat().st_mtime >= (root / f"{split}.csv").stat().st_mtime:
         return torch.load(cache)
     from cnnlstm.data.annotations.segments import load_segments
     from cnnlstm.tasks.segment.segments import frame_targets
