@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -162,7 +163,9 @@ def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: 
             if not optimizer_step(loss, opt, counter):
                 stats.nonfinite_steps += 1
             stats.loss.update(loss, len(batch))
-        opt.scheduler.step()
+        with warnings.catch_warnings():  # a skipped step (bad batch, inf gradients) still advances the schedule
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            opt.scheduler.step()
         counter.step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{stats.loss.mean:.3f}", clips_s=f"{stats.clips_per_s():.1f}")
