@@ -48,6 +48,20 @@ def count_videos(spec: Path) -> int:
         return len({row[0] for row in list(csv.reader(f))[1:] if row})
 
 
+def pair_scores(report: dict) -> dict:
+    """For forward/reversed pair classes (``<path>_fwd`` / ``<path>_rev``): how often the pair (path) is right,
+    and how often the direction is right once the pair is. Empty for other class sets."""
+    classes, cm = report.get("classes") or [], report.get("confusion_matrix")
+    pairs = [c.rsplit("_", 1)[0] for c in classes]
+    if cm is None or not classes or not all(c.rsplit("_", 1)[-1] in ("fwd", "rev") for c in classes):
+        return {}
+    total = sum(map(sum, cm))
+    same_pair = sum(cm[i][j] for i in range(len(classes)) for j in range(len(classes)) if pairs[i] == pairs[j])
+    right = sum(cm[i][i] for i in range(len(classes)))
+    return {"pair_top1": round(same_pair / max(total, 1), 4),
+            "direction_given_pair": round(right / max(same_pair, 1), 4)}
+
+
 def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict, tag: str = "") -> dict:
     from cnnlstm.config import resolve_config
     from cnnlstm.inference import evaluate
@@ -76,7 +90,7 @@ def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict
             + (f" + {tag}" if tag else ""),
             "overrides": overrides, "val_split": val.name,
             "test_videos": count_videos(data / "test.csv"), "train_s": round(seconds, 1),
-            **{k: report[k] for k in METRICS if k in report},
+            **{k: report[k] for k in METRICS if k in report}, **pair_scores(report),
             "best_epoch": summary["best_epoch"], "train_loss": [round(m["train_loss"], 3) for m in epochs],
             "val": [round(m.get(summary["best_score_name"], float("nan")), 3) for m in epochs],
             "machine": f"{platform.processor() or platform.machine()}, {platform.system()}"}
@@ -87,8 +101,9 @@ def render(jsonl: Path) -> str:
     lines = ["# Training defaults on data they were not tuned on", "",
              f"Rendered by `python benchmarks/learning.py --render` from `{jsonl.name}` ({len(rows)} runs). "
              "Datasets: `benchmarks/learning_data.py` (pairs8: 8 classes in forward/reversed pairs, 144 train / 48 "
-             "test videos, textured backgrounds, a distractor, four codecs; perm6: the demo's synthetic set). "
-             "pairs8 rows: resnet18 from scratch, 64 px, 16 frames, 15 epochs, batch 8, 2 shared CPU cores; "
+             "test videos, textured backgrounds, a distractor, four codecs; pairs8s: the same with one shape per "
+             "path: the pair is cued by appearance, only the direction is left; perm6: the demo's synthetic set). "
+             "pairs8(s) rows: resnet18 from scratch, 64 px, 16 frames, 15 epochs, batch 8, 2 shared CPU cores; "
              "perm6 rows: test_tiny, 32 px, 12 frames. seg6 rows: per-frame labels (six motions with still gaps, 120 "
              "train / 40 test untrimmed videos), the causal `seq2seq_cnn_lstm`, 48 frames, resnet18 at 64 px unless "
              "the settings say otherwise. Score: the test split's top-1 (per-frame labels: F1@50; captions: BLEU-4); "
@@ -96,10 +111,14 @@ def render(jsonl: Path) -> str:
              "epochs' were cut short once their outcome was plain; their score is the best validation score so far. "
              "Validation is the test split (48 videos for pairs8: optimistic, and one video is 2.1 points) unless the "
              "dataset says 'val.csv': then the epoch is picked on a separate val split (pairs8: 48 videos) and the "
-             "score is on a larger test split (`learning_data.py --test-per-class 24 --val-per-class 6`).", "",
+             "score is on a larger test split (`learning_data.py --test-per-class 24 --val-per-class 6`). For the "
+             "forward/reversed pairs, 'pair' is the share of test videos whose predicted class has the right path "
+             "(either direction), 'direction' the share of those whose direction is right too.", "",
              "| dataset | run | settings | test score | best epoch | train s |", "|---|---|---|---|---|---|"]
     for r in rows:
         score = next((f"{k} {r[k]:.3f}" for k in METRICS if k in r), "-")
+        if "pair_top1" in r:
+            score += f" (pair {r['pair_top1']:.3f}, direction {r['direction_given_pair']:.3f})"
         family = r["family"] + (f" (val.csv; {r['test_videos']} test)" if r.get("val_split") == "val.csv" else "")
         lines.append(f"| {family} | {r['tag']} | {r['settings']} | {score} | {r.get('best_epoch', '-')} | "
                      f"{r.get('train_s', '-')} |")

@@ -8,6 +8,8 @@ backgrounds, distractors, camera shake, classes that mix appearance and motion.
 - ``pairs8``: 8 classes = 4 paths (horizontal, vertical, diagonal, arc) x {forward, reversed}.
   A class and its reverse hold the same frames in the opposite order; a moving distractor and a
   textured background. Order-blind models can tell the pairs apart (about 50%), not the direction.
+- ``pairs8s``: pairs8 where each path has its own shape (horizontal circle, vertical square,
+  diagonal triangle, arc ring): the pair is cued by appearance, so what is left is the direction.
 - ``rhythm5``: 96x72 frames, 40-120 frames at 25 fps, camera shake, two distractors: grow,
   shrink, orbit clockwise, orbit counter-clockwise, blink.
 - ``shapes12``: 12 classes = 3 shapes x 4 directions, 10 training videos per class, 48x48
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,10 +117,14 @@ RHYTHM5 = Family("rhythm5", ("grow", "shrink", "orbit_cw", "orbit_ccw", "blink")
 SHAPES12 = Family("shapes12",
                   tuple(f"{s}_{d}" for s in ("circle", "square", "triangle") for d in ("left", "right", "up", "down")),
                   10, 4, (48, 48), (16, 32), 10.0)
-FAMILIES = {f.name: f for f in (PAIRS8, RHYTHM5, SHAPES12)}
+PAIRS8S = Family("pairs8s", PAIRS8.classes, 18, 6, (64, 64), (24, 64), 15.0)
+FAMILIES = {f.name: f for f in (PAIRS8, PAIRS8S, RHYTHM5, SHAPES12)}
 
 
-def _pairs8(cls: str, rng, t: int, h: int, w: int) -> np.ndarray:
+PATH_SHAPES = {"horizontal": "circle", "vertical": "square", "diagonal": "triangle", "arc": "ring"}  # pairs8s
+
+
+def _pairs8(cls: str, rng, t: int, h: int, w: int, shape_by_path: bool = False) -> np.ndarray:
     path, direction = cls.rsplit("_", 1)
     r = min(h, w) * rng.uniform(0.11, 0.16)
     u = np.linspace(0, 1, t) ** rng.uniform(0.8, 1.25)  # slightly uneven speed
@@ -132,6 +139,7 @@ def _pairs8(cls: str, rng, t: int, h: int, w: int) -> np.ndarray:
         ang = np.pi * (1 - u)
         x, y = w / 2 + 0.33 * w * np.cos(ang), h * 0.62 - 0.38 * h * np.sin(ang)
     shape = ("circle", "square", "triangle")[rng.integers(3)]
+    shape = PATH_SHAPES[path] if shape_by_path else shape
     layers = [distractor(rng, t, h, w), (shape_cover(shape, h, w, x, y, np.full(t, r)), bright_colour(rng))]
     frames = composite(np.broadcast_to(texture(rng, h, w), (t, h, w, 3)), layers, rng.uniform(0, 5), rng)
     return frames if direction == "fwd" else frames[::-1].copy()  # the reverse class: same frames, reversed
@@ -178,7 +186,8 @@ def _shapes12(cls: str, rng, t: int, h: int, w: int) -> np.ndarray:
     return composite(background, [layer], rng.uniform(0, 8), rng)
 
 
-_RENDER = {"pairs8": _pairs8, "rhythm5": _rhythm5, "shapes12": _shapes12}
+_RENDER = {"pairs8": _pairs8, "pairs8s": functools.partial(_pairs8, shape_by_path=True), "rhythm5": _rhythm5,
+           "shapes12": _shapes12}
 
 
 def write_family(out: Path, family: Family, seed: int = 0, test_per_class: int | None = None,
@@ -192,8 +201,8 @@ def write_family(out: Path, family: Family, seed: int = 0, test_per_class: int |
     for split, per_class, split_seed in sizes:
         for i in range(per_class):
             for c, cls in enumerate(family.classes):
-                # pairs8: a class and its reverse share the draws (same frames, opposite order)
-                key = c // 2 if family.name == "pairs8" else c
+                # pairs8(s): a class and its reverse share the draws (same frames, opposite order)
+                key = c // 2 if family.name.startswith("pairs8") else c
                 rng = np.random.default_rng([seed, split_seed, i, key, 17])
                 t = int(rng.integers(family.frames[0], family.frames[1] + 1))
                 frames = _RENDER[family.name](cls, rng, t, *family.size)
@@ -283,7 +292,7 @@ def write_segment_family(out: Path, *, train: int = 120, test: int = 40, size=(6
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out")
-    parser.add_argument("--families", default="pairs8,rhythm5,shapes12,seg6")
+    parser.add_argument("--families", default="pairs8,pairs8s,rhythm5,shapes12,seg6")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-per-class", type=int, default=None,
                         help="a larger test split than the family's (pairs8: 6 per class, 48 videos)")

@@ -23,3 +23,25 @@ def test_benchmark_script_imports(path, monkeypatch):
     monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up here
     spec.loader.exec_module(module)  # module level only: each script runs under `if __name__ == "__main__"`
     assert callable(getattr(module, "main", None)), f"{path.name} has no main()"
+
+
+def _load(stem: str, monkeypatch):
+    path = BENCHMARKS[[p.stem for p in BENCHMARKS].index(stem)]
+    spec = importlib.util.spec_from_file_location(f"_benchmark_{stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pair_scores_split_the_misses_into_wrong_pair_and_wrong_direction(monkeypatch):
+    pair_scores = _load("learning", monkeypatch).pair_scores
+    classes = ["arc_fwd", "arc_rev", "line_fwd", "line_rev"]
+    cm = [[8, 1, 1, 0],  # rows: true class, columns: predicted
+          [0, 9, 0, 1],
+          [2, 0, 6, 2],
+          [0, 0, 0, 10]]
+    scores = pair_scores({"classes": classes, "confusion_matrix": cm})
+    assert scores["pair_top1"] == pytest.approx((8 + 1 + 9 + 6 + 2 + 10) / 40, abs=1e-4)  # the path right, either direction
+    assert scores["direction_given_pair"] == pytest.approx((8 + 9 + 6 + 10) / 36, abs=1e-4)
+    assert pair_scores({"classes": ["walk", "run"], "confusion_matrix": [[1, 0], [0, 1]]}) == {}  # not pairs
