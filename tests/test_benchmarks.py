@@ -42,6 +42,7 @@ def test_pair_scores_split_the_misses_into_wrong_pair_and_wrong_direction(monkey
           [2, 0, 6, 2],
           [0, 0, 0, 10]]
     scores = pair_scores({"classes": classes, "confusion_matrix": cm})
-    assert scores["pair_top1"] == pytest.approx((8 + 1 + 9 + 6 + 2 + 10) / 40, abs=1e-4)  # the path right, either direction
+    # pair: the path right, either direction; direction: the class right among those
+    assert scores["pair_top1"] == pytest.approx((8 + 1 + 9 + 6 + 2 + 10) / 40, abs=1e-4)
     assert scores["direction_given_pair"] == pytest.approx((8 + 9 + 6 + 10) / 36, abs=1e-4)
     assert pair_scores({"classes": ["walk", "run"], "confusion_matrix": [[1, 0], [0, 1]]}) == {}  # not pairs
