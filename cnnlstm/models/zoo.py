@@ -58,11 +58,13 @@ def cnn_lstm_attention(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, we
 @register_model(recipe="attention")
 def self_attention_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                         hidden_size: int = 512, num_heads: int = 8, dropout: float = 0.0) -> VideoModel:
-    """CNN -> LSTM -> self-attention + residual + LayerNorm -> masked mean -> linear
-    (seed: SelfAttentionLSTM plus a classification head)."""
+    """CNN -> LSTM -> self-attention + residual + LayerNorm -> last real frame's output -> linear
+    (seed: SelfAttentionLSTM plus a classification head). The last output holds the LSTM's final
+    state and attends over every frame; the masked mean over time, used before, learned order slowly
+    (pairs8: 52.1% against 78.6% on 192 test videos, docs/training.md)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     temporal = SelfAttentionLSTM(encoder.num_features, hidden_size, num_heads=num_heads, dropout=dropout)
-    return VideoModel(encoder=encoder, temporal=temporal, pool=MeanPool(),
+    return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(),
                       head=ClassifierHead(hidden_size, num_classes))
 
 
