@@ -15,27 +15,22 @@ def test_there_are_benchmarks():
     assert len(BENCHMARKS) >= 5
 
 
-@pytest.mark.parametrize("path", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
-def test_benchmark_script_imports(path, monkeypatch):
-    name = f"_benchmark_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
+def _load(path: Path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(f"_benchmark_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up here
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up here
     spec.loader.exec_module(module)  # module level only: each script runs under `if __name__ == "__main__"`
-    assert callable(getattr(module, "main", None)), f"{path.name} has no main()"
-
-
-def _load(stem: str, monkeypatch):
-    path = BENCHMARKS[[p.stem for p in BENCHMARKS].index(stem)]
-    spec = importlib.util.spec_from_file_location(f"_benchmark_{stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
     return module
 
 
+@pytest.mark.parametrize("path", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
+def test_benchmark_script_imports(path, monkeypatch):
+    module = _load(path, monkeypatch)
+    assert callable(getattr(module, "main", None)), f"{path.name} has no main()"
+
+
 def test_pair_scores_split_the_misses_into_wrong_pair_and_wrong_direction(monkeypatch):
-    pair_scores = _load("learning", monkeypatch).pair_scores
+    pair_scores = _load(BENCHMARKS[0].parent / "learning.py", monkeypatch).pair_scores
     classes = ["arc_fwd", "arc_rev", "line_fwd", "line_rev"]
     cm = [[8, 1, 1, 0],  # rows: true class, columns: predicted
           [0, 9, 0, 1],
