@@ -61,7 +61,7 @@ def self_attention_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, w
     """CNN -> LSTM -> self-attention + residual + LayerNorm -> last real frame's output -> linear
     (seed: SelfAttentionLSTM plus a classification head). The last output holds the LSTM's final
     state and attends over every frame; the masked mean over time, used before, learned order slowly
-    (pairs8: 52.1% against 78.6% and 79.2% on 192 test videos, docs/training.md)."""
+    (pairs8: 52.1% and 58.9% against 78.6% and 79.2% on 192 test videos, docs/training.md)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     temporal = SelfAttentionLSTM(encoder.num_features, hidden_size, num_heads=num_heads, dropout=dropout)
     return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(),
