@@ -130,6 +130,18 @@ def optimizer_step(loss: Tensor, opt: Optimization, counter: StepCounter) -> boo
     return False
 
 
+def advance_schedule(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """One scheduler step per batch, also after a skipped optimizer step (non-finite gradients, an
+    all-bad batch), so the schedule follows the batch count. PyTorch checks the order of the two
+    steps only on a scheduler's first step, so only that one runs with its warning silenced."""
+    if scheduler.last_epoch > 0:
+        scheduler.step()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        scheduler.step()
+
+
 def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: StepCounter, *, epoch: int,
                     batches: range, cfg, device: torch.device, autocast, after_step: Callable[[int, EpochStats], bool],
                     data=None, desc: str = "", progress: bool = False, shard: tuple[int, int] = (0, 1)) -> EpochStats:
@@ -163,9 +175,7 @@ def train_one_epoch(model: nn.Module, loader, task, opt: Optimization, counter: 
             if not optimizer_step(loss, opt, counter):
                 stats.nonfinite_steps += 1
             stats.loss.update(loss, len(batch))
-        with warnings.catch_warnings():  # a skipped step (bad batch, inf gradients) still advances the schedule
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-            opt.scheduler.step()
+        advance_schedule(opt.scheduler)
         counter.step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{stats.loss.mean:.3f}", clips_s=f"{stats.clips_per_s():.1f}")
