@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,16 +109,17 @@ class Family:
     size: tuple[int, int]  # (H, W)
     frames: tuple[int, int]  # min, max length
     fps: float
+    pairs: bool = False  # classes come as (forward, reversed) neighbours that share their draws
 
 
 PAIRS8 = Family("pairs8",
                 tuple(f"{p}_{d}" for p in ("horizontal", "vertical", "diagonal", "arc") for d in ("fwd", "rev")),
-                18, 6, (64, 64), (24, 64), 15.0)
+                18, 6, (64, 64), (24, 64), 15.0, pairs=True)
 RHYTHM5 = Family("rhythm5", ("grow", "shrink", "orbit_cw", "orbit_ccw", "blink"), 20, 6, (72, 96), (40, 120), 25.0)
 SHAPES12 = Family("shapes12",
                   tuple(f"{s}_{d}" for s in ("circle", "square", "triangle") for d in ("left", "right", "up", "down")),
                   10, 4, (48, 48), (16, 32), 10.0)
-PAIRS8S = Family("pairs8s", PAIRS8.classes, 18, 6, (64, 64), (24, 64), 15.0)
+PAIRS8S = dataclasses.replace(PAIRS8, name="pairs8s")
 FAMILIES = {f.name: f for f in (PAIRS8, PAIRS8S, RHYTHM5, SHAPES12)}
 
 
@@ -138,7 +140,7 @@ def _pairs8(cls: str, rng, t: int, h: int, w: int, shape_by_path: bool = False) 
     else:  # arc: half an ellipse
         ang = np.pi * (1 - u)
         x, y = w / 2 + 0.33 * w * np.cos(ang), h * 0.62 - 0.38 * h * np.sin(ang)
-    shape = ("circle", "square", "triangle")[rng.integers(3)]
+    shape = ("circle", "square", "triangle")[rng.integers(3)]  # drawn either way: pairs8s keeps pairs8's draws
     shape = PATH_SHAPES[path] if shape_by_path else shape
     layers = [distractor(rng, t, h, w), (shape_cover(shape, h, w, x, y, np.full(t, r)), bright_colour(rng))]
     frames = composite(np.broadcast_to(texture(rng, h, w), (t, h, w, 3)), layers, rng.uniform(0, 5), rng)
@@ -201,8 +203,8 @@ def write_family(out: Path, family: Family, seed: int = 0, test_per_class: int |
     for split, per_class, split_seed in sizes:
         for i in range(per_class):
             for c, cls in enumerate(family.classes):
-                # pairs8(s): a class and its reverse share the draws (same frames, opposite order)
-                key = c // 2 if family.name.startswith("pairs8") else c
+                # a class and its reverse share the draws (same frames, opposite order)
+                key = c // 2 if family.pairs else c
                 rng = np.random.default_rng([seed, split_seed, i, key, 17])
                 t = int(rng.integers(family.frames[0], family.frames[1] + 1))
                 frames = _RENDER[family.name](cls, rng, t, *family.size)

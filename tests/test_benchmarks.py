@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = sorted(DIR.glob("*.py"))
 
 
 def test_there_are_benchmarks():
@@ -30,7 +31,7 @@ def test_benchmark_script_imports(path, monkeypatch):
 
 
 def test_pair_scores_split_the_misses_into_wrong_pair_and_wrong_direction(monkeypatch):
-    pair_scores = _load(BENCHMARKS[0].parent / "learning.py", monkeypatch).pair_scores
+    pair_scores = _load(DIR / "learning.py", monkeypatch).pair_scores
     classes = ["arc_fwd", "arc_rev", "line_fwd", "line_rev"]
     cm = [[8, 1, 1, 0],  # rows: true class, columns: predicted
           [0, 9, 0, 1],
