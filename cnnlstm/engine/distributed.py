@@ -44,6 +44,20 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
+def _process_gpu(device: torch.device, local_rank: int, world: int) -> torch.device:
+    """This process's GPU under torchrun: ``cuda`` means ``cuda:LOCAL_RANK`` (one GPU per process); a
+    process without a GPU of its own gets an error that says how to start the right number."""
+    if device.index is None:
+        device = torch.device("cuda", local_rank)
+    count = torch.cuda.device_count()
+    if device.index >= count:
+        raise ValueError(
+            f"torchrun started this process as LOCAL_RANK {local_rank} of {world} on device {device}, but this "
+            f"machine has {count} GPU(s) (cuda:0..cuda:{count - 1}). Start one process per GPU "
+            f"(torchrun --nproc_per_node {count}), or train the processes on the CPU with --device cpu")
+    return device
+
+
 def setup(preference: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); else a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -52,6 +66,7 @@ def setup(preference: str = "auto") -> DistInfo:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(preference, local_rank)
     if device.type == "cuda":
+        device = _process_gpu(device, local_rank, world)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from cnnlstm import create_model
 from cnnlstm.config import load_saved_config, resolve_config
 from cnnlstm.data.synth import SynthConfig, synthesize
-from cnnlstm.engine.distributed import DistInfo, sync_batchnorm
+from cnnlstm.engine.distributed import DistInfo, setup, sync_batchnorm
 from cnnlstm.run import build_model
 
 
@@ -43,7 +43,8 @@ def _train_args(data: Path, out: Path) -> list[str]:
     return ["-m", "cnnlstm.cli", "train", "--data", str(data / "train.csv"), "--val", str(data / "test.csv"),
             "--out", str(out), "--backbone", "test_tiny", "--size", "32", "--frames", "6", "--hidden-size", "16",
             "--num-layers", "2", "--batch-size", "4", "--epochs", "2", "--schedule", "frozen", "--dropout", "0.5",
-            "--workers", "0", "--lr", "0.01", "--threads", "1", "--precision", "fp32"]
+            "--workers", "0", "--lr", "0.01", "--threads", "1", "--precision", "fp32",
+            "--device", "cpu"]  # gloo on the CPU, also on a machine with fewer GPUs than processes
 
 
 def test_two_processes_train_the_same_weights_as_one(data, tmp_path):
@@ -100,3 +101,16 @@ def test_sync_bn_on_cpu_processes_says_it_cannot_and_what_to_do():
     with pytest.raises(ValueError, match="SyncBatchNorm runs only on GPUs.*CPU \\(gloo\\).*--schedule frozen"):
         sync_batchnorm(model, DistInfo(rank=0, world_size=2))
     assert resolve_config(None, {"sync_bn": "true"}).sync_bn is True and resolve_config().sync_bn is False
+
+
+def test_torchrun_process_without_a_gpu_of_its_own_is_told_how_many_to_start(monkeypatch):
+    # torchrun --nproc_per_node 2 on a machine with one GPU: rank 1 must not die in CUDA with
+    # "invalid device ordinal" (seen on an H200 machine) but say what to do
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for device in ("auto", "cuda", "cuda:1"):
+        with pytest.raises(ValueError, match=r"LOCAL_RANK 1 of 2.*has 1 GPU.*--nproc_per_node 1.*--device cpu"):
+            setup(device)
