@@ -71,7 +71,7 @@ class TrainConfig:
     cache_views: int = 1  # 1: cache eval-style clips (exact, no augmentation); K: K augmented views, cycled by epoch
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     channels_last: bool = True
-    compile: bool = False
+    compile: bool = False  # torch.compile the frame CNN (the temporal model stays eager)
     threads: int = 0  # torch threads (0: torch's default)
     device: str = "auto"
     sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm; not on CPU)

@@ -245,7 +245,12 @@ def _start_phase(t: Training, phase: Phase) -> PhaseRun:
     if info.enabled:
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    step_model = torch.compile(step_model) if cfg.compile else step_model
+    if cfg.compile:
+        # The frame CNN, where the compute is: it sees (B*T, C, H, W) whatever the clip lengths, so it compiles
+        # once. The temporal model stays eager: it branches on ragged lengths, cuDNN's LSTM is already fused, and
+        # a whole compiled model failed on CUDA bf16 (torch 2.11, H200: the backward of a gather traced under
+        # autocast). In place (nn.Module.compile): checkpoint keys stay the same.
+        model.encoder.compile()
     train_source, val_source = _phase_datasets(t, phase)
     batches = EpochBatchSampler(len(train_source), cfg.batch_size, shuffle=True, seed=cfg.seed, rank=info.rank,
                                 world_size=info.world_size)

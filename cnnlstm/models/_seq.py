@@ -53,7 +53,11 @@ def gather_last(x: Tensor, lengths: Tensor | None) -> Tensor:
     """The step at each sequence's last real frame: (B, T, H) -> (B, H)."""
     if lengths is None:
         return x[:, -1]
-    return x[torch.arange(x.shape[0], device=x.device), lengths - 1]
+    # A select-and-sum rather than x[arange(B), lengths - 1]: the same values, and its backward has no
+    # index_put, which a compiled graph traces under CUDA bf16 autocast and fails on
+    # ("Unexpected floating ScalarType in at::autocast::prioritize", torch 2.11, H200).
+    last = torch.arange(x.shape[1], device=x.device)[None, :] == (lengths - 1)[:, None]  # (B, T)
+    return torch.where(last.view(*last.shape, *([1] * (x.dim() - 2))), x, 0).sum(1)  # (B, H)
 
 
 def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from cnnlstm.models._seq import reverse_within_length
+from cnnlstm.models._seq import gather_last, reverse_within_length
 from cnnlstm.models.temporal import LSTMEncoder, run_lstm
 
 
@@ -44,3 +44,24 @@ def test_reverse_within_length_keeps_padding_in_place():
     x = torch.arange(10).view(2, 5)
     got = reverse_within_length(x, torch.tensor([5, 3]))
     assert got.tolist() == [[4, 3, 2, 1, 0], [7, 6, 5, 8, 9]]
+
+
+def test_gather_last_takes_each_last_real_step_with_no_index_op_in_its_backward():
+    x = torch.randn(3, 5, 4, dtype=torch.bfloat16, requires_grad=True)  # (B, T, H)
+    x.data[1, 3:] = float("nan")  # padding may hold anything: it must not leak into the result
+    lengths = torch.tensor([5, 3, 1])
+    got = gather_last(x, lengths)  # (B, H)
+    assert got.dtype == x.dtype and torch.equal(got, x.detach()[torch.arange(3), lengths - 1])
+    # x[arange(B), lengths - 1] backpropagates through index_put, which torch.compile traces under CUDA bf16
+    # autocast and fails on (torch 2.11, H200); select-and-sum does not
+    nodes, seen = [got.grad_fn], set()
+    while nodes:
+        node = nodes.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            nodes += [next_fn for next_fn, _ in node.next_functions]
+    assert not [n.name() for n in seen if "Index" in n.name()]
+    got.float().sum().backward()
+    expected = torch.zeros(3, 5, 4)
+    expected[torch.arange(3), lengths - 1] = 1
+    assert torch.equal(x.grad.float(), expected)
