@@ -8,7 +8,9 @@
 # and channels_last; once more with --compile; DDP with NCCL under torchrun on 1 GPU (and on 2 when
 # there are 2); feature-cache extraction (frozen backbone, --cache auto, pinned memory); evaluate;
 # predict; stream of 1 and 4 sources; the `cnnlstm extract` command when it exists. Every step
-# runs with `set -e`: the first failure stops the script with its log named. Results: a table of
+# runs even when an earlier one failed (one GPU session should show every failure, not the first): a
+# failed step's row says FAILED with the last line of its log, the logs are kept, and the script exits 1
+# at the end. Results: a table of
 # wall times and the last lines of each step's log, the GPU (nvidia-smi), torch/CUDA versions.
 #
 # Environment: PYTHON (default: .venv/bin/python if present, else python), OUT (default: benchmarks/results/gpu.md, dry run:
@@ -63,22 +65,25 @@ mkdir -p "$WORK/logs" "$(dirname "$OUT")"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 ROWS=()
 
-# step NAME COMMAND...: run, time, keep the log; the first failure ends the script
+# step NAME COMMAND...: run, time, keep the log; a failure is recorded and the script goes on
+FAILED=()
 step() {
   local name="$1"; shift
-  local log="$WORK/logs/$name.log" start end
+  local log="$WORK/logs/$name.log" start end status=ok
   echo "== $name: $*" >&2
   start=$(date +%s.%N)
   if ! "$@" >"$log" 2>&1; then
     echo "gpu.sh: step '$name' failed; its log ($log):" >&2
     tail -n 40 "$log" >&2
     KEEP_WORK=1
-    exit 1
+    FAILED+=("$name")
+    status=FAILED
   fi
   end=$(date +%s.%N)
   local secs; secs=$(awk "BEGIN {printf \"%.1f\", $end - $start}")
   local last; last=$(grep -v '^\s*$' "$log" | tail -n 1 | cut -c1-160 | tr '|' '/')
   local cmd="$*"; cmd="${cmd//$WORK/\$WORK}"; cmd="${cmd//$PYTHON -m cnnlstm.cli/cnnlstm}"; cmd="${cmd//$PYTHON/python}"
+  [ "$status" = ok ] || secs="$secs FAILED"
   ROWS+=("| $name | $secs | \`$cmd\` | $last |")
   echo "   $secs s" >&2
 }
@@ -190,3 +195,7 @@ f'{torch.cuda.is_available() and torch.cuda.is_bf16_supported()}')"
   echo "Wall times include process start-up (importing torch, CUDA context, cuDNN autotuning)."
 } > "$OUT"
 echo "wrote $OUT" >&2
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  echo "gpu.sh: failed steps: ${FAILED[*]}; their logs are kept in $WORK/logs" >&2
+  exit 1
+fi
