@@ -245,12 +245,8 @@ def _start_phase(t: Training, phase: Phase) -> PhaseRun:
     if info.enabled:
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    if cfg.compile:
-        # The frame CNN, where the compute is: it sees (B*T, C, H, W) whatever the clip lengths, so it compiles
-        # once. The temporal model stays eager: it branches on ragged lengths, cuDNN's LSTM is already fused, and
-        # a whole compiled model failed on CUDA bf16 (torch 2.11, H200: the backward of a gather traced under
-        # autocast). In place (nn.Module.compile): checkpoint keys stay the same.
-        model.encoder.compile()
+    if cfg.compile:  # the frame CNN, in place (same checkpoint keys); the temporal model, ragged, stays eager
+        model.encoder.compile()  # a whole compiled model failed on CUDA bf16 (torch 2.11): docs/training.md
     train_source, val_source = _phase_datasets(t, phase)
     batches = EpochBatchSampler(len(train_source), cfg.batch_size, shuffle=True, seed=cfg.seed, rank=info.rank,
                                 world_size=info.world_size)
