@@ -8,6 +8,9 @@ to ``benchmarks/results/learning.jsonl``; ``learning.md`` is rendered from every
     python benchmarks/learning.py --data /tmp/ld --families pairs8 --variants shipped,fp32,plain
     python benchmarks/learning.py --data /tmp/ld --families seg6 --set backbone=test_tiny --set size=32
     python benchmarks/learning.py --render                          # learning.md from learning.jsonl
+    # a machine with many cores or a GPU: rows side by side, each in its own process
+    python benchmarks/learning.py --data /tmp/ld --model cnn_lstm,r3d_18 --seeds 0,1 --parallel 5 \
+        --set workers=2 --deadline 450 --tag gpu
 
 A row at the settings of the issue (resnet18 from scratch, 64 px, 16 frames, 15 epochs, batch 8)
 takes 10-30 minutes on 2 CPU cores. Seed variance on 48 test videos is large (+-10-15 points):
@@ -126,6 +129,34 @@ def render(jsonl: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_parallel(args: argparse.Namespace, jobs: list[tuple]) -> None:
+    """Each row in its own process of this script, ``args.parallel`` at a time, each pinned to one thread
+    (``--set threads=1`` is in BASE; the decoding workers are ``--set workers=N``)."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = time.monotonic()
+    base = [sys.executable, str(Path(__file__).resolve()), "--data", str(args.data), "--out", str(args.out),
+            "--tag", args.tag, *(["--epochs", args.epochs] if args.epochs else []),
+            *(x for kv in args.set for x in ("--set", kv))]
+
+    def one(job: tuple) -> str:
+        family, variant, seed, model = job
+        name = f"{family} {variant} s{seed} {model or ''}".strip()
+        if args.deadline is not None and time.monotonic() - start > args.deadline:
+            return f"{name}: not started (deadline {args.deadline:g} s)"
+        cmd = [*base, "--families", family, "--variants", variant, "--seeds", str(seed),
+               *(["--model", model] if model else [])]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        rows = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        return f"{name}: {rows[-1] if done.returncode == 0 and rows else 'FAILED ' + done.stderr[-2000:]}"
+
+    with ThreadPoolExecutor(args.parallel) as pool:
+        for line in pool.map(one, jobs):
+            print(line, flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, help="the folder learning_data.py wrote")
@@ -133,12 +164,17 @@ def main() -> None:
     p.add_argument("--variants", default="shipped", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--seeds", default="0")
     p.add_argument("--epochs", default=None, help="override the 15 epochs (quick checks)")
-    p.add_argument("--model", default=None, help="instead of cnn_lstm (segment families: seq2seq_cnn_lstm)")
+    p.add_argument("--model", default=None,
+                   help="instead of cnn_lstm (segment families: seq2seq_cnn_lstm); comma-separated: one row each")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="one more override for every row (a TrainConfig key), e.g. --set batch_size=4")
     p.add_argument("--tag", default="", help="a name for what differs beyond the variant (code, environment)")
     p.add_argument("--out", type=Path, default=Path("runs/learning"))
     p.add_argument("--render", action="store_true", help="only rewrite learning.md from learning.jsonl")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="rows at a time, each in its own process (many cores or a GPU; give each --set workers=N)")
+    p.add_argument("--deadline", type=float, default=None,
+                   help="seconds after which no new row starts (a time-boxed machine); running rows finish")
     args = p.parse_args()
     jsonl = RESULTS / "learning.jsonl"
     if not args.render:
@@ -146,15 +182,25 @@ def main() -> None:
             p.error("--data DIR is required (python benchmarks/learning_data.py DIR writes it)")
         if bad := [kv for kv in args.set if "=" not in kv]:
             p.error(f"--set takes KEY=VALUE (a train option without the dashes, e.g. batch_size=4); got {bad}")
-        extra = {**({"epochs": args.epochs} if args.epochs else {}), **({"model": args.model} if args.model else {}),
-                 **dict(kv.split("=", 1) for kv in args.set)}
-        for family in args.families.split(","):
-            for variant in args.variants.split(","):
-                for seed in (int(s) for s in args.seeds.split(",")):
-                    row = run(args.data, family, variant, seed, args.out, extra, args.tag)
-                    print(json.dumps({k: v for k, v in row.items() if k not in ("train_loss", "val")}))
-                    with jsonl.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
+        sets = dict(kv.split("=", 1) for kv in args.set)
+        # seed-major order: with a deadline, every model and variant gets its first seed before any its second
+        jobs = [(family, variant, int(seed), model) for seed in args.seeds.split(",")
+                for family in args.families.split(",") for variant in args.variants.split(",")
+                for model in (args.model.split(",") if args.model else [None])]
+        if args.parallel > 1:
+            run_parallel(args, jobs)
+        else:
+            start = time.monotonic()
+            for family, variant, seed, model in jobs:
+                if args.deadline is not None and time.monotonic() - start > args.deadline:
+                    print(f"deadline: {args.deadline:g} s passed, rows not started: {family} {variant} s{seed} {model}")
+                    continue
+                extra = {**({"epochs": args.epochs} if args.epochs else {}), **({"model": model} if model else {}),
+                         **sets}
+                row = run(args.data, family, variant, seed, args.out, extra, args.tag)
+                print(json.dumps({k: v for k, v in row.items() if k not in ("train_loss", "val")}))
+                with jsonl.open("a") as f:  # one write per row: rows of parallel processes do not interleave
+                    f.write(json.dumps(row) + "\n")
     (RESULTS / "learning.md").write_text(render(jsonl))
     print(f"wrote {RESULTS / 'learning.md'}")
 
