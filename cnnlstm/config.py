@@ -3,7 +3,7 @@ flat YAML file (``--config``), then ``--key=value`` overrides. Unknown keys are 
 resolved config is saved in the run directory and checked on ``--resume``.
 
 Keys whose default is ``None`` are filled by :func:`resolve_defaults` when training starts:
-``model`` from the task, ``schedule="auto"`` from the weights, and the optimisation keys from the
+``model`` and ``frames`` from the task, ``schedule="auto"`` from the weights, and the optimisation keys from the
 model's recipe, ``cnnlstm/configs/<recipe>.yaml`` (each registered model names its recipe). A
 value set by the user (in Python, a YAML file or a flag) always wins over the recipe.
 """
@@ -43,7 +43,7 @@ class TrainConfig:
     bidirectional: bool | None = None  # None: the model's default; True reads the whole clip (offline, cannot stream)
     num_layers: int | None = None  # LSTM layers (None: the model's default)
     # clips
-    frames: int = 16  # frames sampled per clip (T)
+    frames: int | None = None  # frames sampled per clip (T); None: the task's (16; 32 for --task segment)
     size: int = 112  # input size (square crop side, pixels)
     sampler: str = "uniform"  # uniform | random_clip | fps
     stride: int = 1
@@ -115,7 +115,7 @@ class TrainConfig:
                 raise ValueError(f"{key} must be in [0, 1]; got {value}")
         for key in ("frames", "size", "epochs", "batch_size", "min_word_freq", "max_caption_len", "beam_size", "smooth",
                     "min_segment"):
-            if getattr(self, key) < 1:
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
 
 
@@ -273,15 +273,16 @@ def read_recipe(name: str) -> dict[str, Any]:
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
-    """Fill what the user left to the project: the task's default model, ``schedule="auto"``
+    """Fill what the user left to the project: the task's default model and clip length, ``schedule="auto"``
     (gradual unfreezing only makes sense with pretrained weights; random init trains everything),
     and every ``None`` of :data:`RECIPE_KEYS` from the model's recipe. Idempotent."""
     from .models import model_recipe
     from .tasks import get_task
 
-    model = cfg.model or get_task(cfg.task).default_model
+    task = get_task(cfg.task)
+    model = cfg.model or task.default_model
     recipe = read_recipe(model_recipe(model))
-    changes: dict[str, Any] = {"model": model}
+    changes: dict[str, Any] = {"model": model, "frames": cfg.frames or task.default_frames}
     changes.update({k: recipe[k] for k in RECIPE_KEYS if getattr(cfg, k) is None and k in recipe})
     if cfg.schedule == "auto":
         changes["schedule"] = "full" if cfg.weights == "none" else "gradual"

@@ -17,6 +17,17 @@ def test_the_default_model_follows_the_task(task):
     assert resolve_defaults(TrainConfig(task=task, model="mean_pool")).model == "mean_pool"
 
 
+def test_the_clip_length_follows_the_task_unless_given():
+    """Per-frame labels get twice the clip classifier's frames (16 over an untrimmed video put a few
+    real frames between labels: measured in docs/training.md); --frames always wins."""
+    assert resolve_defaults(TrainConfig()).frames == 16
+    assert resolve_defaults(TrainConfig(task="segment")).frames == 32
+    assert resolve_defaults(TrainConfig(task="segment", frames=16)).frames == 16
+    assert resolve_defaults(TrainConfig(task="caption", frames=8)).frames == 8
+    with pytest.raises(ValueError, match="frames must be >= 1; got 0"):
+        TrainConfig(frames=0)
+
+
 def test_auto_schedule_trains_everything_from_random_init_and_unfreezes_gradually_from_pretrained():
     assert resolve_defaults(TrainConfig()).schedule == "full"
     assert resolve_defaults(TrainConfig(weights="imagenet")).schedule == "gradual"
@@ -75,7 +86,7 @@ def test_every_option_help_is_the_comment_of_its_field():
 
     docs = field_help()
     assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)}
-    assert docs["frames"] == ("clips", "frames sampled per clip (T)")
+    assert docs["frames"] == ("clips", "frames sampled per clip (T); None: the task's (16; 32 for --task segment)")
     assert docs["lr"][0] == "optimisation" and docs["lr"][1].startswith("peak learning rate")
     assert docs["backbone_lr_scale"][1].startswith("backbone lr = lr * this")  # the comment on the line above
     assert docs["teacher_forcing_end"][1].startswith("scheduled sampling")
@@ -96,7 +107,7 @@ def test_train_help_shows_meanings_in_sections(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "config: optimisation:" in text and "config: clips:" in text
-    assert "--frames FRAMES frames sampled per clip (T) (default: 16)" in text
+    assert "--frames FRAMES frames sampled per clip (T); None: the task's (16; 32 for --task segment)" in text
     assert "--flip [BOOL] horizontal flip augmentation (changes direction labels!) (default: False)" in text
     assert "--backbone BACKBONE (default: resnet18); one of efficientnet_b0, resnet18" in text
     assert "--offline" in text and "exit codes:" in text

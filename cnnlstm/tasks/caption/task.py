@@ -72,6 +72,7 @@ def generate_captions(model, loader, device, vocab: Vocabulary, *, beam_size: in
 class CaptionTask:
     name = "caption"
     default_model = "caption_lstm"
+    default_frames = 16
     score_name = "val_cider"
     output_kind = "caption"
     model_does = "captions videos"

@@ -81,6 +81,7 @@ def top_row(classes: list[str], probs: Tensor, topk: int) -> dict:
 class ClassifyTask:
     name = "classify"
     default_model = "cnn_lstm"
+    default_frames = 16
     score_name = "val_top1"
     output_kind = "clip"
     model_does = "labels each clip"

@@ -85,6 +85,7 @@ def bce_loss(logits: Tensor, targets: Tensor, pos_weight: Tensor | None) -> Tens
 class MultiLabelTask:
     name = "multilabel"
     default_model = "cnn_lstm"
+    default_frames = 16
     score_name = "val_map"
     output_kind = "clip"  # the clip classifiers' logits, read with a sigmoid per class
     model_does = "labels each clip with every action it shows"

@@ -66,6 +66,7 @@ def frame_summary(classes: list[str], probs: Tensor) -> dict:
 class SegmentTask:
     name = "segment"
     default_model = "seq2seq_cnn_lstm"
+    default_frames = 32  # a label per sampled frame: 16 over an untrimmed video blur its boundaries
     score_name = "val_score"
     output_kind = "per-frame"
     model_does = "labels every frame"
