@@ -210,12 +210,13 @@ def compare(base: TrainConfig, models: Sequence[str], out: str | Path, *, length
                          "error": str(exc)})
             continue
         loaded = load_run(run, device="cpu")
-        clip = torch.rand(1, base.frames, 3, base.size, base.size)
+        frames = loaded.cfg.frames  # resolved: --frames or the task's clip length
+        clip = torch.rand(1, frames, 3, base.size, base.size)
         flops = count_flops(loaded.model, clip)
-        measured = run_isolated(measure_inference, str(run), base.size, [base.frames, *lengths],
+        measured = run_isolated(measure_inference, str(run), base.size, [frames, *lengths],
                                 device=str(loaded.device),
                                 threads=base.threads or 1, timeout=timeout, path=str(run))
-        at_t = measured["lengths"][base.frames]
+        at_t = measured["lengths"][frames]
         rows.append({
             "model": name, "top1": report["top1"], "params": sum(p.numel() for p in loaded.model.parameters()),
             "gflops_per_clip": flops / 1e9, "train_s_per_epoch": epoch_s, "latency_ms_per_clip": at_t["latency_ms"],

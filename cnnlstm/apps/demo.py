@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 from .._optional import available
-from ..config import TrainConfig
+from ..config import TrainConfig, resolve_defaults
 from ..data.synth import SynthConfig, synthesize
 from ..engine.io import atomic_write_json
 from ..engine.runlog import read_metrics
 from ..inference import evaluate, predict
-from ..tasks import get_task
 from ..train import fit
 from .report import Section, write_report
 
@@ -68,7 +67,7 @@ class DenseRun:
     task: str
     title: str
     epochs: int
-    recipe: dict  # TrainConfig keys of this run beyond the shared ones (only the clip length)
+    recipe: dict  # TrainConfig keys of this run beyond the shared ones (at most the clip length)
     show: Callable  # (report, predictions, train_cfg, seconds) -> (keys, log line, (images, plots), table, text)
 
 
@@ -102,18 +101,18 @@ def _show_caption(report: dict, predictions: list[dict], train_cfg: TrainConfig,
 
 
 DENSE_RUNS = (
-    DenseRun("segment", "Per-frame labelling", 100, dict(frames=16), _show_segment),
+    DenseRun("segment", "Per-frame labelling", 100, dict(), _show_segment),
     DenseRun("caption", "Captioning", 80, dict(frames=12), _show_caption),
 )
 
 
 def _dense_config(cfg: DemoConfig, data: Path, out: Path, dense: DenseRun) -> TrainConfig:
-    return TrainConfig(
+    return resolve_defaults(TrainConfig(  # resolved as fit() resolves it, so the report names what trained
         task=dense.task, data=str(data / "train.csv"), val=str(data / "test.csv"), out=str(out),
-        model=get_task(dense.task).default_model, backbone="test_tiny", size=cfg.size,
+        backbone="test_tiny", size=cfg.size,
         epochs=cfg.dense_epochs or dense.epochs, workers=cfg.workers, seed=cfg.seed, log_every=10**6,
         checkpoint_every=0, progress=False, **dense.recipe,
-    )
+    ))
 
 
 def _run_dense(out: Path, cfg: DemoConfig, dense: DenseRun, log) -> tuple[dict, list[Section]]:
