@@ -70,7 +70,7 @@ def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict
     from cnnlstm.inference import evaluate
     from cnnlstm.train import fit
 
-    name = "-".join(x for x in (family, variant, tag, *(f"{k}{v}" for k, v in extra.items() if k != "epochs")) if x)
+    name = "-".join(x for x in (family, variant, tag, *(f"{k}{v}" for k, v in extra.items())) if x)
     run_dir = out / f"{name}-s{seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
