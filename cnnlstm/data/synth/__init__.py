@@ -22,6 +22,7 @@ class SynthConfig:
     task: str = "classify"  # a registered task: cnnlstm.tasks.list_tasks()
     videos_per_class: int = 24  # train videos per class
     test_per_class: int = 8
+    val_per_class: int = 0  # 0: no val split; else val.csv too, to pick the epoch on (cnnlstm train --val)
     size: int = 64  # frame side, pixels (even: yuv420p)
     min_frames: int = 24  # lengths vary uniformly in [min_frames, max_frames]
     max_frames: int = 48
@@ -45,6 +46,8 @@ class SynthConfig:
                 f"videos_per_class must be >= 1 and test_per_class >= 0; "
                 f"got {self.videos_per_class} and {self.test_per_class}"
             )
+        if self.val_per_class < 0:
+            raise ValueError(f"val_per_class must be >= 0 (0: no val split); got {self.val_per_class}")
         if self.size < 16 or self.size % 2:
             raise ValueError(f"size must be an even number >= 16 (yuv420p video); got {self.size}")
         if not MIN_FRAMES <= self.min_frames <= self.max_frames:
@@ -61,7 +64,9 @@ def synthesize(out_dir: str | os.PathLike, config: SynthConfig = SynthConfig(), 
     """Write the synthetic dataset of ``config.task`` into ``out_dir``; returns a summary dict.
 
     The summary has ``train`` and ``test`` (video counts), ``out`` (absolute folder),
-    ``train_csv``, ``test_csv``, ``seconds`` and what the task adds (``classes``, ``vocabulary``).
+    ``train_csv``, ``test_csv``, ``seconds`` and what the task adds (``classes``, ``vocabulary``);
+    with ``config.val_per_class`` also ``val`` and ``val_csv``. The val split is drawn apart from
+    the others: adding it leaves the train and test videos as they were.
     An earlier synthesize() output in the same folder is replaced; a folder holding other files
     with the same names is refused.
     """
@@ -76,11 +81,14 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("synth", help="write a synthetic video dataset (classify: classes differ only in frame order; "
                        "segment: actions in sequence; caption: time-dependent captions)")
-    p.add_argument("out", help="output folder: OUT/videos/, OUT/train.csv, OUT/test.csv")
+    p.add_argument("out", help="output folder: OUT/videos/, OUT/train.csv, OUT/test.csv (and OUT/val.csv)")
     p.add_argument("--task", default=SynthConfig.task, choices=list_tasks())
     p.add_argument("--videos-per-class", type=int, default=24,
                    help="training videos per class (segment/caption: x6 videos)")
     p.add_argument("--test-per-class", type=int, default=8, help="test videos per class (segment/caption: x6 videos)")
+    p.add_argument("--val-per-class", type=int, default=0,
+                   help="val videos per class, written to OUT/val.csv for `cnnlstm train --val` to pick the epoch "
+                        "on, so test stays unseen (default 0: no val split)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
@@ -92,11 +100,13 @@ def cmd_synth(args) -> int:
     from ...tasks import get_task
 
     cfg = SynthConfig(task=args.task, videos_per_class=args.videos_per_class, test_per_class=args.test_per_class,
-                      size=args.size, seed=args.seed)
+                      val_per_class=args.val_per_class, size=args.size, seed=args.seed)
     summary = synthesize(args.out, cfg, progress=not args.quiet)
     what, layout = get_task(cfg.task).describe_synth(summary)
-    print(f"wrote {summary['train']} train and {summary['test']} test videos {what} to {summary['out']} "
-          f"({summary['seconds']:.1f} s): {layout}")
+    counts = f"{summary['train']} train and {summary['test']} test"
+    if "val" in summary:
+        counts = f"{summary['train']} train, {summary['test']} test and {summary['val']} val"
+    print(f"wrote {counts} videos {what} to {summary['out']} ({summary['seconds']:.1f} s): {layout}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The output folder of a synthetic dataset: codec settings, per-video random streams, the CSV
 files, README.txt and dataset.json, and replacing an earlier output safely.
 
-Every generator writes ``OUT/videos/...``, ``OUT/train.csv`` and ``OUT/test.csv`` (its own
-columns), ``OUT/dataset.json`` (first with ``complete: false``: the folder is ours; completed at
+Every generator writes ``OUT/videos/...``, ``OUT/train.csv``, ``OUT/test.csv`` and, with
+``SynthConfig.val_per_class``, ``OUT/val.csv`` (its own columns; :func:`split_sizes` lists the
+splits), ``OUT/dataset.json`` (first with ``complete: false``: the folder is ours; completed at
 the end) and ``OUT/README.txt``.
 """
 from __future__ import annotations
@@ -24,10 +25,11 @@ from ...progress import progress_bar as terminal_bar
 if TYPE_CHECKING:
     from . import SynthConfig
 
-SPLITS = {"train": 0, "test": 1}  # part of each video's seed
+# part of each video's seed: a split added later (val) leaves the videos of the others as they were
+SPLITS = {"train": 0, "test": 1, "val": 2}
 GENERATOR = "cnnlstm.data.synth"  # dataset.json "generator": marks a folder synthesize() may replace
-_VIDEO_NAME = re.compile(r"^(train|test)_\d{4}\.[a-z0-9]+$")
-_OUTPUTS = ("videos", "train.csv", "test.csv", "classes.txt", "dataset.json", "README.txt")
+_VIDEO_NAME = re.compile(r"^(train|test|val)_\d{4}\.[a-z0-9]+$")
+_OUTPUTS = ("videos", "train.csv", "test.csv", "val.csv", "classes.txt", "dataset.json", "README.txt")
 
 # encoder options: small, fast, single-threaded (deterministic) and good quality at 64 px
 CODEC_OPTIONS = {
@@ -36,6 +38,27 @@ CODEC_OPTIONS = {
     "ffv1": {"threads": "1"},
     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0", "threads": "1"},
 }
+
+
+def split_sizes(config: SynthConfig) -> list[tuple[str, int]]:
+    """The splits to write, in order, with their videos per class: train, test, and val when
+    ``config.val_per_class`` is set (without it no val split exists, not even an empty one)."""
+    sizes = [("train", config.videos_per_class), ("test", config.test_per_class)]
+    if config.val_per_class:
+        sizes.append(("val", config.val_per_class))
+    return sizes
+
+
+def split_list(summary: dict, suffix: str = "") -> str:
+    """The splits of a synthesize() summary in words, each name + ``suffix``: ``train and test``, or
+    ``train, test and val`` with a val split (``suffix=".csv"``: ``train.csv and test.csv``)."""
+    names = [f"{name}{suffix}" for name in SPLITS if name in summary]
+    return " and ".join([", ".join(names[:-1]), names[-1]])
+
+
+def split_counts(summary: dict) -> str:
+    """``train: N videos, test: M videos`` (``, val: K videos`` with a val split), for README.txt."""
+    return ", ".join(f"{name}: {summary[name]} videos" for name in SPLITS if name in summary)
 
 
 def video_rng(config, split: str, index: int, *stream: int) -> np.random.Generator:
@@ -91,11 +114,11 @@ def prepare_output(out_dir: str | os.PathLike, config: SynthConfig) -> Path:
 
 
 def numbered_plan(config: SynthConfig, per_class_count: int) -> list[dict]:
-    """One dict per video of both splits: ``path`` (videos/<split>_<index>.<ext>), ``split``,
-    ``index``, ``codec``; ``per_class_count`` videos per class setting of ``config``, the
+    """One dict per video of every split (:func:`split_sizes`): ``path`` (videos/<split>_<index>.<ext>),
+    ``split``, ``index``, ``codec``; ``per_class_count`` videos per class setting of ``config``, the
     containers taken in turn."""
     plan = []
-    for split, per_class in (("train", config.videos_per_class), ("test", config.test_per_class)):
+    for split, per_class in split_sizes(config):
         for index in range(per_class * per_class_count):
             ext, codec = config.formats[index % len(config.formats)]
             plan.append(dict(path=f"videos/{split}_{index:04d}{ext.lower()}", split=split, index=index, codec=codec))
@@ -114,14 +137,16 @@ def start_output(out: Path, config: SynthConfig, task: str, **meta_fields) -> di
 def finish_output(out: Path, plan: list[dict], meta: dict, readme, start: float, *, meta_extra: dict | None = None,
                   **fields) -> dict:
     """Write README.txt and the completed dataset.json of a synthesize() output; returns the summary:
-    ``train``, ``test`` (video counts), ``out``, ``train_csv``, ``test_csv``, ``seconds`` and ``fields``.
-    ``readme(summary)`` makes the README text; ``plan`` (one dict per video, with ``split``) goes
-    into dataset.json with ``meta_extra``."""
+    ``train``, ``test`` (video counts), ``out``, ``train_csv``, ``test_csv``, ``seconds`` and ``fields``;
+    with a val split also ``val`` and ``val_csv``. ``readme(summary)`` makes the README text; ``plan``
+    (one dict per video, with ``split``) goes into dataset.json with ``meta_extra``."""
     counts = {name: sum(row["split"] == name for row in plan) for name in SPLITS}
-    summary = dict(train=counts["train"], test=counts["test"], out=str(out), train_csv=str(out / "train.csv"),
-                   test_csv=str(out / "test.csv"), seconds=round(time.perf_counter() - start, 3), **fields)
+    written = [name for name in SPLITS if name != "val" or counts[name]]  # train and test always (maybe empty)
+    summary = {name: counts[name] for name in written}
+    summary.update(out=str(out), **{f"{name}_csv": str(out / f"{name}.csv") for name in written},
+                   seconds=round(time.perf_counter() - start, 3), **fields)
     (out / "README.txt").write_text(readme(summary))
-    meta.update(complete=True, train=summary["train"], test=summary["test"], **(meta_extra or {}), videos=plan)
+    meta.update(complete=True, **{name: counts[name] for name in written}, **(meta_extra or {}), videos=plan)
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))
     return summary
 
@@ -141,5 +166,5 @@ def progress_bar(items: list, progress: bool):
     return terminal_bar(items, desc="synthesizing", unit="video")
 
 
-__all__ = ["SPLITS", "GENERATOR", "CODEC_OPTIONS", "video_rng", "prepare_output", "finish_output", "write_csv",
-           "progress_bar"]
+__all__ = ["SPLITS", "GENERATOR", "CODEC_OPTIONS", "split_sizes", "split_list", "split_counts", "video_rng",
+           "prepare_output", "finish_output", "write_csv", "progress_bar"]

@@ -4,6 +4,7 @@
 
     OUT/videos/train_0000.mp4 ...        several containers and codecs, cycled
     OUT/train.csv, OUT/test.csv          ``video,caption``, 3 rows (paraphrases) per video, paths relative to OUT
+    OUT/val.csv                          the same, with ``SynthConfig.val_per_class`` (videos val_0000...)
     OUT/dataset.json, OUT/README.txt     what was generated and how
 
 Each video shows one object, a colour of ``COLORS`` (the rendered RGB is the named one) and a
@@ -30,6 +31,9 @@ from ...data.synth.output import (
     finish_output,
     prepare_output,
     progress_bar,
+    split_counts,
+    split_list,
+    split_sizes,
     start_output,
     video_rng,
     write_csv,
@@ -101,12 +105,12 @@ def _readme(config: SynthConfig, summary: dict) -> str:
         "order of the frames. Every video has these paraphrases:",
         *(f"  {t}" for t in TEMPLATES),
         "",
-        f"train: {summary['train']} videos, test: {summary['test']} videos, {config.size}x{config.size} px, "
+        f"{split_counts(summary)}, {config.size}x{config.size} px, "
         f"{config.min_frames}-{config.max_frames} frames at {config.fps} fps,",
         "containers/codecs: " + ", ".join(f"{ext} {codec}" for ext, codec in config.formats) + ".",
         f"vocabulary ({len(summary['vocabulary'])} words): {' '.join(summary['vocabulary'])}",
         "",
-        "Files: videos/<split>_<index>.<ext>; train.csv and test.csv (video,caption, one row per caption,",
+        f"Files: videos/<split>_<index>.<ext>; {split_list(summary, '.csv')} (video,caption, one row per caption,",
         "paths relative to this folder) are the split; dataset.json lists each video's colour, shape, actions.",
         "",
     ]
@@ -116,16 +120,17 @@ def _readme(config: SynthConfig, summary: dict) -> str:
 def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progress: bool = False) -> dict:
     """Write the captioning dataset into ``out_dir``; returns ``train``, ``test`` (video counts),
     ``out``, ``train_csv``, ``test_csv``, ``seconds``, ``vocabulary`` (sorted words) and
-    ``classes`` (the six actions the captions describe).
+    ``classes`` (the six actions the captions describe); ``val``, ``val_csv`` too with a val split.
 
-    ``config.videos_per_class * 6`` train and ``config.test_per_class * 6`` test videos; each split
-    cycles through the 30 ordered action pairs in a shuffled order. An earlier synthesize() output
-    in the folder is replaced, a folder holding other files is refused.
+    ``config.videos_per_class * 6`` train, ``config.test_per_class * 6`` test and
+    ``config.val_per_class * 6`` val videos; each split cycles through the 30 ordered action pairs
+    in a shuffled order. An earlier synthesize() output in the folder is replaced, a folder holding
+    other files is refused.
     """
     start = time.perf_counter()
     out = prepare_output(out_dir, config)
     plan = []
-    for split, per_class in (("train", config.videos_per_class), ("test", config.test_per_class)):
+    for split, per_class in split_sizes(config):
         order = np.random.default_rng([config.seed, SPLITS[split], 3]).permutation(len(PAIRS))
         for index in range(per_class * len(ACTIONS)):
             ext, codec = config.formats[index % len(config.formats)]
@@ -134,7 +139,7 @@ def synthesize_caption(out_dir: str | os.PathLike, config: SynthConfig, *, progr
                              pair=pair))
     meta = start_output(out, config, "caption")
 
-    rows = {name: [] for name in SPLITS}
+    rows = {name: [] for name, _ in split_sizes(config)}
     words = set()
     for video in progress_bar(plan, progress):
         frames, info = render_video(config, video["split"], video["index"], video.pop("pair"))  # (T, H, W, 3)

@@ -221,8 +221,10 @@ class CaptionTask:
         return synthesize_caption(out_dir, config, progress=progress)
 
     def describe_synth(self, summary: dict) -> tuple[str, str]:
+        from ...data.synth.output import split_list
+
         words = len(summary.get("vocabulary", []))
-        return f"with captions ({words} words)", "train.csv, test.csv (video,caption), videos/"
+        return f"with captions ({words} words)", f"{split_list(summary, '.csv')} (video,caption), videos/"
 
 
 __all__ = ["CaptionTask", "CaptionState", "caption_loss", "generate_captions"]

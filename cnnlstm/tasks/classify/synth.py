@@ -37,10 +37,12 @@ from ...data.synth.draw import Track, render, sample_scene
 from ...data.synth.output import (
     CODEC_OPTIONS,
     GENERATOR,
-    SPLITS,
     finish_output,
     prepare_output,
     progress_bar,
+    split_counts,
+    split_list,
+    split_sizes,
     video_rng,
     write_csv,
 )
@@ -115,7 +117,7 @@ def render_clip(
 def _plan(config: SynthConfig) -> list[dict]:
     """Every video to write: split, index, class, relative path, length, codec."""
     plan = []
-    for split, count in (("train", config.videos_per_class), ("test", config.test_per_class)):
+    for split, count in split_sizes(config):
         for index in range(count):
             ext, codec = config.formats[index % len(config.formats)]
             num_frames = int(video_rng(config, split, index).integers(config.min_frames, config.max_frames + 1))
@@ -138,13 +140,13 @@ def _readme(config: SynthConfig, summary: dict) -> str:
         "Classes:",
         *(f"  {cls:16s} {DESCRIPTIONS[cls]}" for cls in CLASSES),
         "",
-        f"train: {summary['train']} videos, test: {summary['test']} videos, "
+        f"{split_counts(summary)}, "
         f"{config.size}x{config.size} px, {config.min_frames}-{config.max_frames} frames at {config.fps} fps,",
         "containers/codecs: " + ", ".join(f"{ext} {codec}" for ext, codec in config.formats) + ".",
         "",
-        "Files: videos/<class>/<split>_<index>.<ext>; train.csv and test.csv (path,label, paths",
+        f"Files: videos/<class>/<split>_<index>.<ext>; {split_list(summary, '.csv')} (path,label, paths",
         "relative to this folder) are the split; classes.txt lists the classes in label-index order.",
-        "videos/ alone also reads as a folder-per-class dataset (train and test mixed).",
+        f"videos/ alone also reads as a folder-per-class dataset ({split_list(summary)} mixed).",
         "",
     ]
     return "\n".join(lines)
@@ -154,10 +156,12 @@ def synthesize_classify(out_dir: str | os.PathLike, config: SynthConfig, *, prog
     """Write the temporal-order dataset into ``out_dir``; returns a summary dict.
 
     The summary has ``classes``, ``train`` and ``test`` (video counts), ``out`` (absolute
-    folder), ``train_csv``, ``test_csv`` and ``seconds``. Layout::
+    folder), ``train_csv``, ``test_csv`` and ``seconds`` (with ``config.val_per_class`` also
+    ``val`` and ``val_csv``). Layout::
 
-        OUT/videos/<class>/train_0003.mp4    one folder per class (train and test videos mixed)
+        OUT/videos/<class>/train_0003.mp4    one folder per class (the videos of every split mixed)
         OUT/train.csv, OUT/test.csv          the split, header ``path,label``, paths relative to OUT
+        OUT/val.csv                          the same, with ``config.val_per_class`` (videos val_0000...)
         OUT/classes.txt                      class names, one a line, in label-index order
         OUT/dataset.json, OUT/README.txt     what was generated and how
 
@@ -179,7 +183,7 @@ def synthesize_classify(out_dir: str | os.PathLike, config: SynthConfig, *, prog
         target.parent.mkdir(parents=True, exist_ok=True)
         write_video(target, clip, fps=config.fps, codec=row["codec"], options=CODEC_OPTIONS.get(row["codec"]))
 
-    for name in SPLITS:
+    for name, _ in split_sizes(config):
         write_csv(out / f"{name}.csv", ["path", "label"], [[r["path"], r["label"]] for r in plan if r["split"] == name])
     (out / "classes.txt").write_text("".join(f"{cls}\n" for cls in CLASSES))
     return finish_output(out, plan, meta, lambda summary: _readme(config, summary), start,

@@ -219,7 +219,10 @@ class ClassifyTask:
         return synthesize_classify(out_dir, config, progress=progress)
 
     def describe_synth(self, summary: dict) -> tuple[str, str]:
-        return f"of {len(summary.get('classes', []))} classes", "train.csv, test.csv (path,label), videos/<class>/"
+        from ...data.synth.output import split_list
+
+        return (f"of {len(summary.get('classes', []))} classes",
+                f"{split_list(summary, '.csv')} (path,label), videos/<class>/")
 
 
 __all__ = ["ClassifyTask", "collect_logits", "collect_views", "views_report", "top_row"]

@@ -4,6 +4,7 @@
 
     OUT/videos/train_0000.mp4 ...        several containers and codecs, cycled
     OUT/train.csv, OUT/test.csv          ``path,labels``: the labels of each video separated by ';'
+    OUT/val.csv                          the same, with ``SynthConfig.val_per_class`` (videos val_0000...)
     OUT/classes.txt                      the classes, sorted
     OUT/dataset.json, OUT/README.txt     what was generated (with each video's motions) and how
 
@@ -29,11 +30,13 @@ from ...data.synth import SynthConfig
 from ...data.synth.draw import Track, render, sample_scene
 from ...data.synth.output import (
     CODEC_OPTIONS,
-    SPLITS,
     finish_output,
     numbered_plan,
     prepare_output,
     progress_bar,
+    split_counts,
+    split_list,
+    split_sizes,
     start_output,
     video_rng,
     write_csv,
@@ -130,11 +133,12 @@ def _readme(config: SynthConfig, summary: dict) -> str:
         "Classes:",
         *(f"  {cls:11s} {DESCRIPTIONS[cls]}" for cls in ACTIONS),
         "",
-        f"train: {summary['train']} videos, test: {summary['test']} videos, {config.size}x{config.size} px, "
+        f"{split_counts(summary)}, {config.size}x{config.size} px, "
         f"{config.min_frames}-{config.max_frames} frames at {config.fps} fps,",
         "containers/codecs: " + ", ".join(f"{ext} {codec}" for ext, codec in config.formats) + ".",
         "",
-        f"Files: videos/<split>_<index>.<ext>; train.csv and test.csv (path,labels; labels separated by '{SEPARATOR}',",
+        f"Files: videos/<split>_<index>.<ext>; {split_list(summary, '.csv')} (path,labels; labels separated by "
+        f"'{SEPARATOR}',",
         "paths relative to this folder) are the split; classes.txt lists the classes.",
         "dataset.json also holds each video's labels.",
         "",
@@ -144,10 +148,12 @@ def _readme(config: SynthConfig, summary: dict) -> str:
 
 def synthesize_multilabel(out_dir: str | os.PathLike, config: SynthConfig, *, progress: bool = False) -> dict:
     """Write the multi-label dataset into ``out_dir``; returns ``classes``, ``train``, ``test``
-    (video counts), ``out``, ``train_csv``, ``test_csv`` and ``seconds``.
+    (video counts), ``out``, ``train_csv``, ``test_csv`` and ``seconds`` (``val``, ``val_csv`` too
+    with a val split).
 
-    ``config.videos_per_class * 7`` train and ``config.test_per_class * 7`` test videos; an earlier
-    synthesize() output in the folder is replaced, a folder holding other files is refused.
+    ``config.videos_per_class * 7`` train, ``config.test_per_class * 7`` test and
+    ``config.val_per_class * 7`` val videos; an earlier synthesize() output in the folder is
+    replaced, a folder holding other files is refused.
     """
     start = time.perf_counter()
     out = prepare_output(out_dir, config)
@@ -158,7 +164,7 @@ def synthesize_multilabel(out_dir: str | os.PathLike, config: SynthConfig, *, pr
         write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"],
                     options=CODEC_OPTIONS.get(video["codec"]))
         video.update(frames=len(frames), labels=labels)
-    for name in SPLITS:
+    for name, _ in split_sizes(config):
         write_csv(out / f"{name}.csv", ["path", "labels"],
                   [(v["path"], SEPARATOR.join(v["labels"])) for v in plan if v["split"] == name])
     (out / "classes.txt").write_text("".join(f"{cls}\n" for cls in ACTIONS))

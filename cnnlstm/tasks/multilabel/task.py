@@ -242,8 +242,10 @@ class MultiLabelTask:
         return synthesize_multilabel(out_dir, config, progress=progress)
 
     def describe_synth(self, summary: dict) -> tuple[str, str]:
+        from ...data.synth.output import split_list
+
         return (f"of {len(summary.get('classes', []))} simultaneous motions",
-                "train.csv, test.csv (path,labels; labels separated by ';'), classes.txt, videos/")
+                f"{split_list(summary, '.csv')} (path,labels; labels separated by ';'), classes.txt, videos/")
 
 
 __all__ = ["MultiLabelTask", "MultiLabelState", "POS_WEIGHT_CAP", "bce_loss", "collect_multilabel", "pos_weights"]

@@ -4,6 +4,7 @@
 
     OUT/videos/train_0000.mp4 ...        several containers and codecs, cycled
     OUT/train.csv, OUT/test.csv          segments ``video,start,end,label`` in seconds, paths relative to OUT
+    OUT/val.csv                          the same, with ``SynthConfig.val_per_class`` (videos val_0000...)
     OUT/classes.txt                      background first, then the actions sorted
     OUT/dataset.json, OUT/README.txt     what was generated (with every frame's label) and how
 
@@ -27,11 +28,13 @@ from ...data.synth import SynthConfig
 from ...data.synth.draw import Track, render, sample_scene
 from ...data.synth.output import (
     CODEC_OPTIONS,
-    SPLITS,
     finish_output,
     numbered_plan,
     prepare_output,
     progress_bar,
+    split_counts,
+    split_list,
+    split_sizes,
     start_output,
     video_rng,
     write_csv,
@@ -152,11 +155,11 @@ def _readme(config: SynthConfig, summary: dict) -> str:
         "Classes (label-index order):",
         *(f"  {i}  {cls:12s} {DESCRIPTIONS[cls]}" for i, cls in enumerate(CLASSES)),
         "",
-        f"train: {summary['train']} videos, test: {summary['test']} videos, {config.size}x{config.size} px, "
+        f"{split_counts(summary)}, {config.size}x{config.size} px, "
         f"{lo}-{hi} frames at {config.fps} fps,",
         "containers/codecs: " + ", ".join(f"{ext} {codec}" for ext, codec in config.formats) + ".",
         "",
-        "Files: videos/<split>_<index>.<ext>; train.csv and test.csv list the action segments",
+        f"Files: videos/<split>_<index>.<ext>; {split_list(summary, '.csv')} list the action segments",
         "(video,start,end,label; start/end in seconds, end exclusive; paths relative to this folder);",
         "frames in no segment are background. Frame i covers [i/fps, (i+1)/fps).",
         "dataset.json also holds every frame's class index per video.",
@@ -167,17 +170,19 @@ def _readme(config: SynthConfig, summary: dict) -> str:
 
 def synthesize_segment(out_dir: str | os.PathLike, config: SynthConfig, *, progress: bool = False) -> dict:
     """Write the segmentation dataset into ``out_dir``; returns ``classes``, ``train``, ``test``
-    (video counts), ``out``, ``train_csv``, ``test_csv`` and ``seconds``.
+    (video counts), ``out``, ``train_csv``, ``test_csv`` and ``seconds`` (``val``, ``val_csv`` too
+    with a val split).
 
-    ``config.videos_per_class * 6`` train and ``config.test_per_class * 6`` test videos; an earlier
-    synthesize() output in the folder is replaced, a folder holding other files is refused.
+    ``config.videos_per_class * 6`` train, ``config.test_per_class * 6`` test and
+    ``config.val_per_class * 6`` val videos; an earlier synthesize() output in the folder is
+    replaced, a folder holding other files is refused.
     """
     start = time.perf_counter()
     out = prepare_output(out_dir, config)
     plan = numbered_plan(config, len(ACTIONS))
     meta = start_output(out, config, "segment", classes=list(CLASSES))
 
-    rows = {name: [] for name in SPLITS}
+    rows = {name: [] for name, _ in split_sizes(config)}
     for video in progress_bar(plan, progress):
         frames, labels, segments = render_video(config, video["split"], video["index"])  # (T, H, W, 3)
         write_video(out / video["path"], frames, fps=config.fps, codec=video["codec"],

@@ -228,7 +228,9 @@ class SegmentTask:
         return synthesize_segment(out_dir, config, progress=progress)
 
     def describe_synth(self, summary: dict) -> tuple[str, str]:
-        return "with per-frame action segments", "train.csv, test.csv (video,start,end,label), videos/"
+        from ...data.synth.output import split_list
+
+        return "with per-frame action segments", f"{split_list(summary, '.csv')} (video,start,end,label), videos/"
 
 
 __all__ = ["SegmentTask", "segment_score", "collect_frames", "frame_summary", "REPORTED"]

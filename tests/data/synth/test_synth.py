@@ -1,14 +1,17 @@
 """The synthetic temporal-order dataset: files, splits, determinism and order-blindness."""
 from __future__ import annotations
 
+import csv
 import itertools
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cnnlstm.cli import main
 from cnnlstm.data.annotations.formats import load_spec
 from cnnlstm.data.synth import SynthConfig, synthesize
 from cnnlstm.tasks.classify.synth import CLASSES, REVERSE_OF, class_order, render_clip
@@ -162,3 +165,63 @@ def test_config_validation():
         render_clip("moving_up", np.random.default_rng(0), 10, 32)
     with pytest.raises(ValueError, match="num_frames"):
         render_clip("moving_left", np.random.default_rng(0), 3, 32)
+
+
+# --- the val split ------------------------------------------------------------------------------
+
+# videos per class setting of each task: one per class, one per action, one per kind of motion
+PER_CLASS_COUNT = {"classify": len(CLASSES), "multilabel": 7, "segment": 6, "caption": 6}
+TINY = dict(videos_per_class=1, test_per_class=1, size=16, min_frames=6, max_frames=8, seed=5)
+
+
+def csv_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+@pytest.mark.parametrize("task", sorted(PER_CLASS_COUNT))
+def test_val_split_is_written_apart_from_the_others(task, tmp_path):
+    plain = synthesize(tmp_path / "plain", SynthConfig(task=task, **TINY))
+    summary = synthesize(tmp_path / "val", SynthConfig(task=task, val_per_class=2, **TINY))
+    plain_out, out = tmp_path / "plain", tmp_path / "val"
+    assert "val" not in plain and "val_csv" not in plain and not (plain_out / "val.csv").exists()
+    assert summary["val"] == 2 * PER_CLASS_COUNT[task] and summary["val_csv"] == str(out / "val.csv")
+    assert json.loads((out / "dataset.json").read_text())["val"] == summary["val"]
+    assert "val.csv" in (out / "README.txt").read_text() and "val.csv" not in (plain_out / "README.txt").read_text()
+
+    val, test = csv_rows(out / "val.csv"), csv_rows(out / "test.csv")
+    assert val[0] == test[0]  # the same columns
+    videos = {row[0] for row in val[1:]}
+    assert len(videos) == summary["val"]
+    for path in videos:
+        assert (out / path).is_file(), path
+        assert re.fullmatch(r"val_\d{4}\.(mp4|avi|mkv|webm)", Path(path).name), path
+    test_videos = {row[0] for row in test[1:]}
+    assert {Path(p).parent for p in videos} == {Path(p).parent for p in test_videos}  # the same folders
+    twins = [(p, p.replace("/val_", "/test_")) for p in sorted(videos) if Path(p).suffix in (".mp4", ".avi")]
+    twins = [(p, q) for p, q in twins if q in test_videos]
+    assert twins and all((out / p).read_bytes() != (out / q).read_bytes() for p, q in twins)  # drawn apart from test
+
+    for name in ("train.csv", "test.csv"):  # the val split moves nothing in the others
+        assert (out / name).read_text() == (plain_out / name).read_text(), name
+    for path in (p for p in (plain_out / "videos").rglob("*") if p.suffix in (".mp4", ".avi")):
+        assert path.read_bytes() == (out / path.relative_to(plain_out)).read_bytes(), path.name
+
+
+def test_negative_val_split_is_refused():
+    with pytest.raises(ValueError, match="val_per_class must be >= 0.*got -1"):
+        SynthConfig(val_per_class=-1)
+
+
+@pytest.mark.parametrize("task", ["classify", "segment"])  # videos/<class>/ and the flat videos/ layout
+def test_resynthesizing_without_val_removes_the_old_val_split(task, tmp_path, capsys):
+    out = tmp_path / "data"
+    args = ["synth", str(out), "--task", task, "--videos-per-class", "1", "--test-per-class", "1", "--size", "16",
+            "--quiet"]
+    assert main([*args, "--val-per-class", "1"]) == 0
+    assert f"and {PER_CLASS_COUNT[task]} val videos" in capsys.readouterr().out
+    assert (out / "val.csv").is_file() and list((out / "videos").rglob("val_*"))
+    assert main(args) == 0
+    assert " val" not in capsys.readouterr().out
+    assert not (out / "val.csv").exists() and not list((out / "videos").rglob("val_*"))
+    assert (out / "train.csv").is_file() and (out / "test.csv").is_file()
