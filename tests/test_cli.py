@@ -5,8 +5,10 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from cnnlstm.cli import main
+from cnnlstm.config import load_saved_config
 
 
 def test_help_and_models(capsys):
@@ -36,6 +38,9 @@ def test_synth_then_demo_end_to_end(tmp_path, capsys):
     assert [r["model"] for r in report["results"]] == ["cnn_lstm", "mean_pool"]
     assert all(0.0 <= r["test_top1"] <= 1.0 for r in report["results"])
     assert (tmp_path / "demo" / "runs" / "cnn_lstm" / "model.safetensors").is_file()
+    for data, run in (("data", "cnn_lstm"), ("data_segment", "segment"), ("data_caption", "caption")):
+        saved = load_saved_config(tmp_path / "demo" / "runs" / run / "config.yaml")  # the epoch is picked on val
+        assert saved.val == str(tmp_path / "demo" / data / "val.csv") and Path(saved.val).is_file(), run
     out = capsys.readouterr().out
     assert "chance: 16.7%" in out and "report.html" in out
     assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000  # plots embedded

@@ -9,6 +9,10 @@ every frame and writes captions.
 3. Captioning: videos with time-dependent template captions; ``caption_lstm`` (LSTM decoder with
    attention over the frames); BLEU / CIDEr-D; captions with their attention per word.
 
+Every dataset has three splits: the models train on train, the best epoch (``model.safetensors``)
+is picked on a separate val split, and the reported scores and predictions are on the held-out
+test split, which no training choice has seen.
+
 Writes ``report.html`` (plots embedded) plus summary tables. CPU only, a few minutes.
 """
 from __future__ import annotations
@@ -43,17 +47,20 @@ class DemoConfig:
 
 
 def _synth_config(cfg: DemoConfig, **fields) -> SynthConfig:
-    """The synthesizer's defaults, or ``cfg.videos_per_class`` training (and a third as many test) videos per class."""
+    """The synthesizer's defaults, or ``cfg.videos_per_class`` training (and a third as many test) videos per
+    class; plus a val split half the size of test to pick the epoch on, so test stays unseen until evaluation."""
     if cfg.videos_per_class is not None:
         fields.update(videos_per_class=cfg.videos_per_class, test_per_class=max(1, cfg.videos_per_class // 3))
-    return SynthConfig(seed=cfg.seed, **fields)
+    test_per_class = fields.get("test_per_class", SynthConfig.test_per_class)
+    return SynthConfig(seed=cfg.seed, val_per_class=max(1, test_per_class // 2), **fields)
 
 
 def _train_config(cfg: DemoConfig, data: Path, out: Path, model: str) -> TrainConfig:
     """What a user's first run would give: the data, the size of the run, the model; every training choice
-    (lr, weight decay, dropout, hidden size, augmentation, schedule) is the model's shipped recipe."""
+    (lr, weight decay, dropout, hidden size, augmentation, schedule) is the model's shipped recipe. The
+    epoch is picked on val.csv; test.csv is only evaluated."""
     return TrainConfig(
-        data=str(data / "train.csv"), val=str(data / "test.csv"), out=str(out), model=model, backbone="test_tiny",
+        data=str(data / "train.csv"), val=str(data / "val.csv"), out=str(out), model=model, backbone="test_tiny",
         size=cfg.size, frames=cfg.frames, epochs=cfg.epochs, workers=cfg.workers, seed=cfg.seed,
         log_every=10**6, checkpoint_every=0, progress=False,
     )
@@ -108,7 +115,7 @@ DENSE_RUNS = (
 
 def _dense_config(cfg: DemoConfig, data: Path, out: Path, dense: DenseRun) -> TrainConfig:
     return resolve_defaults(TrainConfig(  # resolved as fit() resolves it, so the report names what trained
-        task=dense.task, data=str(data / "train.csv"), val=str(data / "test.csv"), out=str(out),
+        task=dense.task, data=str(data / "train.csv"), val=str(data / "val.csv"), out=str(out),
         backbone="test_tiny", size=cfg.size,
         epochs=cfg.dense_epochs or dense.epochs, workers=cfg.workers, seed=cfg.seed, log_every=10**6,
         checkpoint_every=0, progress=False, **dense.recipe,
@@ -120,7 +127,7 @@ def _run_dense(out: Path, cfg: DemoConfig, dense: DenseRun, log) -> tuple[dict, 
     task = dense.task
     data = out / f"data_{task}"
     summary = synthesize(data, _synth_config(cfg, task=task))
-    log(f"    {task}: {summary['train']} train / {summary['test']} test videos in {data}")
+    log(f"    {task}: {summary['train']} train / {summary['val']} val / {summary['test']} test videos in {data}")
     run = out / "runs" / task
     if run.exists():
         shutil.rmtree(run)
@@ -151,7 +158,8 @@ def run_demo(out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), log=
     data = out / "data"
     summary = synthesize(data, _synth_config(cfg))
     classes = summary["classes"]
-    log(f"    {summary['train']} train / {summary['test']} test videos of {len(classes)} classes: {', '.join(classes)}")
+    log(f"    {summary['train']} train / {summary['val']} val / {summary['test']} test videos of {len(classes)} "
+        f"classes: {', '.join(classes)}")
 
     results, reports = [], {}
     for i, model in enumerate(cfg.models):
@@ -202,8 +210,10 @@ def _write_html(out: Path, cfg: DemoConfig, results, reports, predictions, held_
         text=(f"The synthetic dataset has {len(classes)} classes ({', '.join(classes)}): an object moves across the "
               "frame, and every class holds exactly the same frames, only in a different order. A model that averages "
               "frame features (mean_pool) cannot do better than chance; a CNN-LSTM reads the order.\n\n"
-              f"{summary['train']} training and {summary['test']} test videos, written as real files in four "
-              "containers and codecs (mp4/H.264, avi/MPEG-4, mkv/FFV1, webm/VP9), decoded with PyAV. "
+              f"{summary['train']} training, {summary['val']} validation and {summary['test']} test videos, "
+              "written as real files in four containers and codecs (mp4/H.264, avi/MPEG-4, mkv/FFV1, webm/VP9), "
+              "decoded with PyAV. The epoch each model keeps is picked on the validation videos (the training "
+              "curves show them); the scores, confusion matrices and predictions are on the held-out test videos. "
               f"Both models: tiny CNN backbone, {cfg.frames} frames at {cfg.size}px, {cfg.epochs} epochs, "
               "each with its shipped recipe (defaults only: no training flags)."),
         table=results,
@@ -247,7 +257,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.add_argument("--videos-per-class", type=int, default=None, metavar="N",
-                   help="training videos per class of each dataset (default 24, with 8 test); fewer for a quick check")
+                   help="training videos per class of each dataset (default 24, with 8 test and 4 val); "
+                        "fewer for a quick check (a third as many test, half that val)")
     p.set_defaults(func=cmd_demo)
 
 
