@@ -93,8 +93,9 @@ class TrainConfig:
     max_caption_len: int = 20  # caption: generation stops after this many words
     beam_size: int = 3  # caption: beam width for evaluate/predict (1: greedy)
     length_penalty: float = 1.0  # caption: beam score = log-prob / length ** length_penalty
-    smooth: int = 1  # segment: majority filter over this many frames before cutting segments (predict)
-    min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour (predict)
+    # segment: majority filter over this many sampled frames (odd; 1: off) before segments and scores
+    smooth: int = 3
+    min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour, after smooth
     pos_weight: str | None = None  # multilabel: none | auto (negatives/positives per class, capped at 10) | a number
 
     def __post_init__(self) -> None:
@@ -117,6 +118,8 @@ class TrainConfig:
                     "min_segment"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
+        if self.smooth % 2 == 0:
+            raise ValueError(f"smooth must be an odd number of frames (a centred window; 1: off); got {self.smooth}")
 
 
 # what a recipe may set: the keys whose default is None ("not chosen by the user")

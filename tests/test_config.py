@@ -28,6 +28,13 @@ def test_the_clip_length_follows_the_task_unless_given():
         TrainConfig(frames=0)
 
 
+def test_an_even_smoothing_window_is_refused_before_training():
+    """Validation filters the per-frame labels with it: an even window would fail only after the first epoch."""
+    with pytest.raises(ValueError, match="smooth must be an odd number"):
+        TrainConfig(task="segment", smooth=4)
+    assert TrainConfig(smooth=1).smooth == 1
+
+
 def test_auto_schedule_trains_everything_from_random_init_and_unfreezes_gradually_from_pretrained():
     assert resolve_defaults(TrainConfig()).schedule == "full"
     assert resolve_defaults(TrainConfig(weights="imagenet")).schedule == "gradual"

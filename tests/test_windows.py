@@ -131,7 +131,8 @@ def test_per_frame_run_labels_every_sampled_frame_and_cuts_segments_over_the_vid
     labels = [lab for w in windows for lab in w["frame_labels"]]
     assert len(times) == 6 * 6 and times == sorted(times) and all(w["start"] <= w["frame_times"][0] for w in windows)
     classes = ["background", *CLASSES]
-    expected = labels_to_segments(torch.tensor([classes.index(c) for c in labels]), times=torch.tensor(times))
+    expected = labels_to_segments(torch.tensor([classes.index(c) for c in labels]), times=torch.tensor(times),
+                                  smooth=TrainConfig.smooth, min_length=TrainConfig.min_segment)  # the run's
     got = row["segments"]
     assert [(s["label"], s["start"], s["end"]) for s in got] == \
         [(classes[e["label"]], pytest.approx(e["start"]), pytest.approx(min(e["end"], SECONDS))) for e in expected]

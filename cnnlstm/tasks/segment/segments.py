@@ -1,8 +1,8 @@
 """Per-frame labels and segments: the targets of a sampled clip, and segments from predictions.
 
 :func:`frame_targets` turns a video's annotated segments (:mod:`cnnlstm.data.annotations.segments`)
-into a class index per sampled frame; :func:`labels_to_segments` cuts predicted per-frame labels
-back into segments (after an optional majority filter and merging of short runs).
+into a class index per sampled frame; :func:`clean_labels` smooths predicted per-frame labels (a
+majority filter, merging of short runs) and :func:`labels_to_segments` cuts them into segments.
 
 Letters: T frames, K classes.
 """
@@ -112,6 +112,20 @@ def _merge_short(runs: list[list[int]], min_length: int) -> list[list[int]]:
     return runs
 
 
+def clean_labels(labels: Tensor, *, smooth: int = 1, min_length: int = 1) -> Tensor:
+    """Per-frame labels (T,) after the majority filter of ``smooth`` frames (:func:`mode_filter`) and
+    the merging of runs shorter than ``min_length`` frames into their longer neighbour: the labels
+    the segments of :func:`labels_to_segments` are cut from, and what evaluation scores."""
+    if min_length < 1:
+        raise ValueError(f"min_length must be >= 1 frame; got {min_length}")
+    labels = torch.as_tensor(labels).detach().cpu().long().reshape(-1)  # (T,)
+    out = mode_filter(labels, smooth)
+    if min_length > 1:
+        for label, s, e in _merge_short(_runs(out), min_length):
+            out[s:e] = label
+    return out
+
+
 def labels_to_segments(
     labels: Tensor,
     probs: Tensor | None = None,
@@ -133,8 +147,6 @@ def labels_to_segments(
     """
     labels = torch.as_tensor(labels).detach().cpu().long().reshape(-1)  # (T,)
     T = labels.numel()
-    if min_length < 1:
-        raise ValueError(f"min_length must be >= 1 frame; got {min_length}")
     if probs is not None:
         probs = torch.as_tensor(probs).detach().cpu().double()
         if probs.dim() != 2 or probs.shape[0] != T:
@@ -145,7 +157,7 @@ def labels_to_segments(
         times = torch.as_tensor(times).detach().cpu().double().reshape(-1)
         if times.numel() != T:
             raise ValueError(f"times must have one entry per frame (T={T}); got {times.numel()}")
-    runs = _merge_short(_runs(mode_filter(labels, smooth)), min_length)
+    runs = _runs(clean_labels(labels, smooth=smooth, min_length=min_length))
     step = float(times.diff().median()) if times is not None and T > 1 else 0.0
     out = []
     for label, s, e in runs:

@@ -25,7 +25,7 @@ from ...engine.health import LabelCounts
 from ...engine.loop import run_model
 from ..base import TaskData, softmax_scores, teacher_forcing_ratio
 from .metrics import segmentation_report
-from .segments import SegmentTargets, labels_to_segments
+from .segments import SegmentTargets, clean_labels, labels_to_segments
 
 REPORTED = ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")  # validation row and demo table
 
@@ -33,6 +33,12 @@ REPORTED = ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")  # v
 def segment_score(report: dict) -> float:
     """One number to pick the best epoch: mean of frame accuracy, Edit and F1@{10,25,50}."""
     return sum(report[k] for k in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50")) / 5
+
+
+def cleaned(pred: Tensor, cfg) -> Tensor:
+    """Predicted frame labels (T,) as the run's segments are cut from them (``cfg.smooth``,
+    ``cfg.min_segment``): what validation and evaluation score, so the metrics describe what predict returns."""
+    return clean_labels(pred, smooth=cfg.smooth, min_length=cfg.min_segment)
 
 
 def collect_frames(model, loader, device, autocast=nullcontext) -> tuple[list[dict], list[dict]]:
@@ -121,6 +127,7 @@ class SegmentTask:
         rows = [r for part in distributed.gather_objects(info, rows) for r in part]
         if not rows:
             return {}, float("-inf"), None
+        rows = [{**r, "pred": cleaned(r["pred"], cfg)} for r in rows]
         report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows],
                                      [r["probs"] for r in rows], data.labels)
         row = {f"val_{k}": report[k] for k in REPORTED}
@@ -147,9 +154,10 @@ class SegmentTask:
         rows, skipped = collect_frames(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers),
                                        loaded.device)
         rows.sort(key=lambda r: r["index"])
+        rows = [{**r, "pred": cleaned(r["pred"], loaded.cfg)} for r in rows]
         report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows],
                                      [r["probs"] for r in rows], loaded.classes)
-        report.update(task=self.name, skipped=skipped,
+        report.update(task=self.name, skipped=skipped, smooth=loaded.cfg.smooth, min_segment=loaded.cfg.min_segment,
                       videos=[{"path": r["path"], "frame_accuracy": float((r["pred"] == r["target"]).float().mean())}
                               for r in rows])
         if plot and rows and available("matplotlib"):

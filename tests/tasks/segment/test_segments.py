@@ -9,7 +9,8 @@ import torch
 
 from cnnlstm.data.annotations.formats import VideoList
 from cnnlstm.data.annotations.segments import Segment, load_segments
-from cnnlstm.tasks.segment.segments import frame_targets, labels_to_segments, mode_filter, segments_to_frames
+from cnnlstm.tasks.segment.segments import (clean_labels, frame_targets, labels_to_segments, mode_filter,
+                                            segments_to_frames)
 
 
 @pytest.fixture
@@ -160,6 +161,22 @@ def test_smoothing_and_minimum_length():
     assert [(s["label"], s["start"], s["end"]) for s in segs] == [(1, 0, 3), (2, 3, 5)]
     with pytest.raises(ValueError, match="odd window"):
         labels_to_segments(noisy, smooth=2)
+
+
+def test_clean_labels_are_the_labels_segments_are_cut_from():
+    noisy = torch.tensor([1, 1, 2, 1, 1, 3, 3, 3, 1, 3, 3])
+    assert clean_labels(noisy).tolist() == noisy.tolist()  # defaults: unchanged
+    assert clean_labels(noisy, smooth=3).tolist() == [1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3]
+    assert clean_labels(torch.tensor([1, 1, 0, 2, 2]), min_length=2).tolist() == [1, 1, 1, 2, 2]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        labels = torch.randint(0, 4, (int(torch.randint(1, 40, (1,), generator=g)),), generator=g)
+        for smooth, min_length in ((1, 1), (3, 1), (5, 2), (1, 3)):
+            segs = labels_to_segments(labels, smooth=smooth, min_length=min_length, background=None)
+            expected = segments_to_frames(segs, labels.numel(), background=0)
+            assert torch.equal(clean_labels(labels, smooth=smooth, min_length=min_length), expected)
+    with pytest.raises(ValueError, match="min_length"):
+        clean_labels(noisy, min_length=0)
 
 
 def test_round_trip_labels_segments_labels():
