@@ -48,11 +48,12 @@ class DemoConfig:
 
 def _synth_config(cfg: DemoConfig, **fields) -> SynthConfig:
     """The synthesizer's defaults, or ``cfg.videos_per_class`` training (and a third as many test) videos per
-    class; plus a val split half the size of test to pick the epoch on, so test stays unseen until evaluation."""
+    class; plus a val split as large as test to pick the epoch on, so test stays unseen until evaluation
+    (24 val videos, half that, pick one of 100 epochs noisily)."""
     if cfg.videos_per_class is not None:
         fields.update(videos_per_class=cfg.videos_per_class, test_per_class=max(1, cfg.videos_per_class // 3))
     test_per_class = fields.get("test_per_class", SynthConfig.test_per_class)
-    return SynthConfig(seed=cfg.seed, val_per_class=max(1, test_per_class // 2), **fields)
+    return SynthConfig(seed=cfg.seed, val_per_class=test_per_class, **fields)
 
 
 def _train_config(cfg: DemoConfig, data: Path, out: Path, model: str) -> TrainConfig:
@@ -257,8 +258,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.add_argument("--videos-per-class", type=int, default=None, metavar="N",
-                   help="training videos per class of each dataset (default 24, with 8 test and 4 val); "
-                        "fewer for a quick check (a third as many test, half that val)")
+                   help="training videos per class of each dataset (default 24, with 8 test and 8 val); "
+                        "fewer for a quick check (a third as many test, as many val)")
     p.set_defaults(func=cmd_demo)
 
 

@@ -8,10 +8,10 @@ from cnnlstm.apps.demo import DENSE_RUNS, DemoConfig, _dense_config, _synth_conf
 def test_demo_datasets_have_a_val_split():
     default = _synth_config(DemoConfig(), task="caption")
     assert (default.task, default.videos_per_class, default.test_per_class, default.val_per_class) == (
-        "caption", 24, 8, 4)
+        "caption", 24, 8, 8)
     quick = _synth_config(DemoConfig(videos_per_class=3))
     assert (quick.videos_per_class, quick.test_per_class, quick.val_per_class) == (3, 1, 1)
-    assert _synth_config(DemoConfig(videos_per_class=12)).val_per_class == 2
+    assert _synth_config(DemoConfig(videos_per_class=12)).val_per_class == 4
 
 
 def test_every_demo_run_picks_its_epoch_on_val(tmp_path):
