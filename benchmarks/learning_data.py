@@ -16,6 +16,9 @@ backgrounds, distractors, camera shake, classes that mix appearance and motion.
   frames, short clips (16-32 frames): appearance and motion together.
 - ``seg6``: per-frame labels: one object does 2-4 of six motions (left, right, up, down, grow,
   shrink) with still gaps, textured background and a distractor; 48-128 frames; segments CSV.
+- ``seg6fast``: seg6 with motions 2.5x as fast (2.25 px a frame at 64 px; with 40-56 frames about
+  every frame is sampled at 48) and a slightly larger object: is the size of the motion what holds
+  seg6 back?
 
 ``python benchmarks/learning_data.py OUT`` writes all of them under OUT/<family>/.
 Letters: T frames, H/W height/width.
@@ -224,13 +227,15 @@ def write_family(out: Path, family: Family, seed: int = 0, test_per_class: int |
 SEG_ACTIONS = ("move_left", "move_right", "move_up", "move_down", "grow", "shrink")
 
 
-def _seg_video(rng, t: int, h: int, w: int) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
-    """One untrimmed video: 2-4 actions with still gaps; returns frames and (start, end, label) in frames."""
+def _seg_video(rng, t: int, h: int, w: int, *, speed_scale: float = 1.0,
+               radius: tuple[float, float] = (0.09, 0.13)) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+    """One untrimmed video: 2-4 actions with still gaps; returns frames and (start, end, label) in frames.
+    ``speed_scale`` multiplies every motion's speed, ``radius`` is the object's size range (share of the side)."""
     n = int(rng.integers(2, 5))
     still = int(t * rng.uniform(0.2, 0.4))
     lengths = rng.multinomial(t - still - 6 * n, np.ones(n) / n) + 6
     gaps = rng.multinomial(still, np.ones(n + 1) / (n + 1))
-    x, y, r = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65), min(h, w) * rng.uniform(0.09, 0.13)
+    x, y, r = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65), min(h, w) * rng.uniform(*radius)
     xs, ys, rs, segments, frame = [], [], [], [], 0
     previous = None
 
@@ -243,7 +248,8 @@ def _seg_video(rng, t: int, h: int, w: int) -> tuple[np.ndarray, list[tuple[int,
         length = int(length)
         room = {"move_left": x - r - 2, "move_right": w - r - 2 - x, "move_up": y - r - 2, "move_down": h - r - 2 - y,
                 "grow": min(x, w - x, y, h - y, 0.3 * min(h, w)) - r - 1, "shrink": r - 0.05 * min(h, w)}
-        speed = {a: (0.18 if a in ("grow", "shrink") else 0.9) * rng.uniform(0.7, 1.4) for a in SEG_ACTIONS}
+        speed = {a: (0.18 if a in ("grow", "shrink") else 0.9) * speed_scale * rng.uniform(0.7, 1.4)
+                 for a in SEG_ACTIONS}
         options = [a for a in SEG_ACTIONS if a != previous and room[a] >= speed[a] * length]
         action = options[rng.integers(len(options))] if options else None
         for _ in range(length):
@@ -273,15 +279,16 @@ def _seg_video(rng, t: int, h: int, w: int) -> tuple[np.ndarray, list[tuple[int,
 
 
 def write_segment_family(out: Path, *, train: int = 120, test: int = 40, size=(64, 64), frames=(48, 128), fps=15.0,
-                         seed: int = 0) -> Path:
-    """Write the untrimmed-action family: videos/, train.csv and test.csv (video,start,end,label in seconds)."""
+                         seed: int = 0, **motion) -> Path:
+    """Write the untrimmed-action family: videos/, train.csv and test.csv (video,start,end,label in seconds);
+    ``motion``: :func:`_seg_video`'s speed_scale and radius."""
     (out / "videos").mkdir(parents=True, exist_ok=True)
     for split, count, split_seed in (("train", train, 0), ("test", test, 1)):
         rows = []
         for i in range(count):
             rng = np.random.default_rng([seed, split_seed, i, 29])
             t = int(rng.integers(frames[0], frames[1] + 1))
-            video, segments = _seg_video(rng, t, *size)
+            video, segments = _seg_video(rng, t, *size, **motion)
             ext, codec, options = FORMATS[i % len(FORMATS)]
             path = f"videos/{split}_{i:03d}{ext}"
             write_video(out / path, video, fps=fps, codec=codec, options=options)
@@ -305,6 +312,8 @@ def main() -> None:
         target = Path(args.out) / name
         if name == "seg6":
             write_segment_family(target, seed=args.seed)
+        elif name == "seg6fast":  # seg6 with 2.5x the speed, a larger object and shorter videos
+            write_segment_family(target, seed=args.seed, frames=(40, 56), speed_scale=2.5, radius=(0.11, 0.14))
         else:
             write_family(target, FAMILIES[name], seed=args.seed, test_per_class=args.test_per_class,
                          val_per_class=args.val_per_class)
