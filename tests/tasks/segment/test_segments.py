@@ -9,8 +9,13 @@ import torch
 
 from cnnlstm.data.annotations.formats import VideoList
 from cnnlstm.data.annotations.segments import Segment, load_segments
-from cnnlstm.tasks.segment.segments import (clean_labels, frame_targets, labels_to_segments, mode_filter,
-                                            segments_to_frames)
+from cnnlstm.tasks.segment.segments import (
+    clean_labels,
+    frame_targets,
+    labels_to_segments,
+    mode_filter,
+    segments_to_frames,
+)
 
 
 @pytest.fixture
