@@ -98,15 +98,14 @@ def add_parser(sub) -> None:
 def cmd_synth(args) -> int:
     """Write a synthetic dataset of real video files for a task (see ``cnnlstm synth --help``)."""
     from ...tasks import get_task
+    from .output import split_list
 
     cfg = SynthConfig(task=args.task, videos_per_class=args.videos_per_class, test_per_class=args.test_per_class,
                       val_per_class=args.val_per_class, size=args.size, seed=args.seed)
     summary = synthesize(args.out, cfg, progress=not args.quiet)
     what, layout = get_task(cfg.task).describe_synth(summary)
-    counts = f"{summary['train']} train and {summary['test']} test"
-    if "val" in summary:
-        counts = f"{summary['train']} train, {summary['test']} test and {summary['val']} val"
-    print(f"wrote {counts} videos {what} to {summary['out']} ({summary['seconds']:.1f} s): {layout}")
+    print(f"wrote {split_list(summary, counts=True)} videos {what} to {summary['out']} "
+          f"({summary['seconds']:.1f} s): {layout}")
     return 0
 
 

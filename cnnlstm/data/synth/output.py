@@ -49,10 +49,11 @@ def split_sizes(config: SynthConfig) -> list[tuple[str, int]]:
     return sizes
 
 
-def split_list(summary: dict, suffix: str = "") -> str:
+def split_list(summary: dict, suffix: str = "", *, counts: bool = False) -> str:
     """The splits of a synthesize() summary in words, each name + ``suffix``: ``train and test``, or
-    ``train, test and val`` with a val split (``suffix=".csv"``: ``train.csv and test.csv``)."""
-    names = [f"{name}{suffix}" for name in SPLITS if name in summary]
+    ``train, test and val`` with a val split (``suffix=".csv"``: ``train.csv and test.csv``;
+    ``counts``: ``24 train and 8 test``)."""
+    names = [f"{summary[name]} {name}" if counts else f"{name}{suffix}" for name in SPLITS if name in summary]
     return " and ".join([", ".join(names[:-1]), names[-1]])
 
 

@@ -179,9 +179,8 @@ class SegmentTask:
 
     def _segments(self, loaded, probs: Tensor, times: Tensor, duration: float | None) -> list[dict]:
         """Segments in seconds of per-frame probabilities (T, K) at ``times`` (T,), named."""
-        cfg, classes = loaded.cfg, loaded.classes
-        segments = labels_to_segments(probs.argmax(-1), probs, times, smooth=cfg.smooth, min_length=cfg.min_segment,
-                                      background=0)
+        classes = loaded.classes
+        segments = labels_to_segments(cleaned(probs.argmax(-1), loaded.cfg), probs, times, background=0)
         if duration:  # the last sampled frame's span can reach past the end
             segments = [{**s, "end": min(s["end"], duration)} for s in segments]
         return [{**s, "label": classes[int(s["label"])]} for s in segments]
