@@ -50,7 +50,8 @@ class TrainConfig:
     short: str = "pad"  # short videos: pad | loop | keep
     temporal_jitter: bool = True  # train: a random frame within each uniform segment (off: the middle one)
     flip: bool = False  # horizontal flip augmentation (changes direction labels!)
-    min_crop_scale: float = 0.66  # train crop side >= this share of the shorter side (multi-scale crop; eval: 0.875)
+    # train crop side >= this share of the shorter side; None: 1 (no crop) for clip labels from scratch, else 0.66
+    min_crop_scale: float | None = None
     fps: float | None = None  # sampler fps: frames per second to sample at, up to --frames (thinned evenly beyond)
     # optimisation
     epochs: int = 10
@@ -108,7 +109,7 @@ class TrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {list(allowed)}; got {getattr(self, key)!r}")
-        if not 0 < self.min_crop_scale <= 1:
+        if self.min_crop_scale is not None and not 0 < self.min_crop_scale <= 1:
             raise ValueError(f"min_crop_scale must be in (0, 1]; got {self.min_crop_scale}")
         for key in ("teacher_forcing", "teacher_forcing_end"):
             value = getattr(self, key)
@@ -127,6 +128,9 @@ RECIPE_KEYS = ("lr", "weight_decay", "warmup_epochs", "grad_clip", "dropout", "h
 # the values of RECIPE_KEYS for models registered without a recipe (None: the model builder's default)
 GENERIC_RECIPE = {"lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "grad_clip": 5.0}
 RECIPES_DIR = Path(__file__).resolve().parent / "configs"
+# the train crop's smallest side with pretrained weights (MMAction2's TSN multi-scale crop: 1 to 0.66); from random
+# init each task says (Task.scratch_min_crop_scale: no crop for clip labels, measured in docs/training.md)
+PRETRAINED_MIN_CROP_SCALE = 0.66
 
 # fields that define the model and the data it expects: resuming with a different value is an error
 ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout",
@@ -277,8 +281,9 @@ def read_recipe(name: str) -> dict[str, Any]:
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     """Fill what the user left to the project: the task's default model and clip length, ``schedule="auto"``
-    (gradual unfreezing only makes sense with pretrained weights; random init trains everything),
-    and every ``None`` of :data:`RECIPE_KEYS` from the model's recipe. Idempotent."""
+    (gradual unfreezing only makes sense with pretrained weights; random init trains everything), the train
+    crop from the weights and the task, and every ``None`` of :data:`RECIPE_KEYS` from the model's
+    recipe. Idempotent."""
     from .models import model_recipe
     from .tasks import get_task
 
@@ -289,6 +294,8 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     changes.update({k: recipe[k] for k in RECIPE_KEYS if getattr(cfg, k) is None and k in recipe})
     if cfg.schedule == "auto":
         changes["schedule"] = "full" if cfg.weights == "none" else "gradual"
+    if cfg.min_crop_scale is None:
+        changes["min_crop_scale"] = task.scratch_min_crop_scale if cfg.weights == "none" else PRETRAINED_MIN_CROP_SCALE
     return dataclasses.replace(cfg, **changes)
 
 
@@ -358,6 +365,7 @@ def add_config_options(parser) -> None:
             groups[section].add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(), help=text)
 
 
-__all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "RECIPE_KEYS", "GENERIC_RECIPE", "resolve_config", "resolve_defaults",
-           "read_recipe", "recipe_path", "coerce", "check_keys", "dump_yaml", "load_saved_config", "diff_configs",
-           "config_to_dict", "add_config_options", "config_overrides", "field_help"]
+__all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "RECIPE_KEYS", "GENERIC_RECIPE", "PRETRAINED_MIN_CROP_SCALE",
+           "resolve_config", "resolve_defaults", "read_recipe", "recipe_path", "coerce", "check_keys", "dump_yaml",
+           "load_saved_config", "diff_configs", "config_to_dict", "add_config_options", "config_overrides",
+           "field_help"]

@@ -5,7 +5,15 @@ import dataclasses
 
 import pytest
 
-from cnnlstm.config import GENERIC_RECIPE, RECIPE_KEYS, TrainConfig, read_recipe, resolve_config, resolve_defaults
+from cnnlstm.config import (
+    GENERIC_RECIPE,
+    PRETRAINED_MIN_CROP_SCALE,
+    RECIPE_KEYS,
+    TrainConfig,
+    read_recipe,
+    resolve_config,
+    resolve_defaults,
+)
 from cnnlstm.models import list_models, model_recipe
 from cnnlstm.tasks import get_task, list_tasks
 
@@ -39,6 +47,17 @@ def test_auto_schedule_trains_everything_from_random_init_and_unfreezes_graduall
     assert resolve_defaults(TrainConfig()).schedule == "full"
     assert resolve_defaults(TrainConfig(weights="imagenet")).schedule == "gradual"
     assert resolve_defaults(TrainConfig(weights="imagenet", schedule="frozen")).schedule == "frozen"
+
+
+def test_the_train_crop_follows_the_weights_and_the_task_unless_given():
+    assert resolve_defaults(TrainConfig()).min_crop_scale == 1.0  # clip labels from scratch: translation only
+    assert resolve_defaults(TrainConfig(task="segment")).min_crop_scale < 1
+    assert resolve_defaults(TrainConfig(weights="imagenet")).min_crop_scale == PRETRAINED_MIN_CROP_SCALE < 1
+    for task in list_tasks():
+        assert 0 < get_task(task).scratch_min_crop_scale <= 1
+    assert resolve_defaults(TrainConfig(min_crop_scale=0.5)).min_crop_scale == 0.5
+    with pytest.raises(ValueError, match="min_crop_scale"):
+        TrainConfig(min_crop_scale=0)
 
 
 @pytest.mark.parametrize("model", list_models())

@@ -73,6 +73,7 @@ class CaptionTask:
     name = "caption"
     default_model = "caption_lstm"
     default_frames = 16
+    scratch_min_crop_scale = 0.66  # the demo's captions: BLEU-4 0.48, 0.46 with the crop, 0.47 without: even
     score_name = "val_cider"
     output_kind = "caption"
     model_does = "captions videos"

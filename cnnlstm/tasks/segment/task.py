@@ -73,6 +73,7 @@ class SegmentTask:
     name = "segment"
     default_model = "seq2seq_cnn_lstm"
     default_frames = 32  # a label per sampled frame: 16 over an untrimmed video blur its boundaries
+    scratch_min_crop_scale = 0.66  # the crop helps here: demo set F1@50 0.89 with it, 0.76 without (seg6: even)
     score_name = "val_score"
     output_kind = "per-frame"
     model_does = "labels every frame"
