@@ -82,7 +82,7 @@ class ClassifyTask:
     name = "classify"
     default_model = "cnn_lstm"
     default_frames = 16
-    scratch_min_crop_scale = 1.0  # no crop: on small from-scratch clip sets it cost 2-18 points (docs/training.md)
+    scratch_min_crop_scale = 1.0  # no crop: on 2 of 3 from-scratch clip sets it cost 12-18 points (docs/training.md)
     score_name = "val_top1"
     output_kind = "clip"
     model_does = "labels each clip"
