@@ -31,9 +31,11 @@ GENERATOR = "cnnlstm.data.synth"  # dataset.json "generator": marks a folder syn
 _VIDEO_NAME = re.compile(r"^(train|test|val)_\d{4}\.[a-z0-9]+$")
 _OUTPUTS = ("videos", "train.csv", "test.csv", "val.csv", "classes.txt", "dataset.json", "README.txt")
 
-# encoder options: small, fast, single-threaded (deterministic) and good quality at 64 px
+# encoder options: small, fast, single-threaded and good quality at 64 px, and deterministic: the same seed gives
+# the same frames. x264's rate-control lookahead (mb-tree) made 2-5% of repeated encodes of one clip differ even with
+# threads=1 (so two demo runs trained on slightly different videos); without it 140 of 140 were identical
 CODEC_OPTIONS = {
-    "libx264": {"crf": "18", "preset": "veryfast", "threads": "1"},
+    "libx264": {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "rc-lookahead=0"},
     "mpeg4": {"qscale": "3", "threads": "1"},
     "ffv1": {"threads": "1"},
     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0", "threads": "1"},
