@@ -2,13 +2,23 @@
 The demo end to end runs in tests/test_cli.py."""
 from __future__ import annotations
 
-from cnnlstm.apps.demo import DENSE_RUNS, DemoConfig, _dense_config, _synth_config, _train_config
+import dataclasses
+
+from cnnlstm.apps.demo import (
+    DENSE_RUNS,
+    DemoConfig,
+    _dense_config,
+    _dense_synth_config,
+    _forcing,
+    _synth_config,
+    _train_config,
+)
 
 
 def test_demo_datasets_have_a_val_split():
-    default = _synth_config(DemoConfig(), task="caption")
+    default = _synth_config(DemoConfig(), task="segment")
     assert (default.task, default.videos_per_class, default.test_per_class, default.val_per_class) == (
-        "caption", 24, 8, 8)
+        "segment", 24, 8, 8)
     quick = _synth_config(DemoConfig(videos_per_class=3))
     assert (quick.videos_per_class, quick.test_per_class, quick.val_per_class) == (3, 1, 1)
     assert _synth_config(DemoConfig(videos_per_class=12)).val_per_class == 4
@@ -20,3 +30,18 @@ def test_every_demo_run_picks_its_epoch_on_val(tmp_path):
     runs += [_dense_config(cfg, data, tmp_path / dense.task, dense) for dense in DENSE_RUNS]
     for run in runs:
         assert (run.data, run.val) == (str(data / "train.csv"), str(data / "val.csv")), run.task
+
+
+def test_the_caption_set_is_twice_as_large_unless_a_quick_check_asks_for_fewer():
+    dense = {run.task: run for run in DENSE_RUNS}
+    caption = _dense_synth_config(DemoConfig(), dense["caption"])
+    assert (caption.task, caption.videos_per_class, caption.test_per_class, caption.val_per_class) == (
+        "caption", 48, 8, 8)  # the test split is the one the 24-video set had: the scores stay comparable
+    assert _dense_synth_config(DemoConfig(), dense["segment"]).videos_per_class == 24
+    assert _dense_synth_config(DemoConfig(videos_per_class=3), dense["caption"]).videos_per_class == 3
+
+
+def test_the_report_says_how_the_captioner_was_fed(tmp_path):
+    cfg = _dense_config(DemoConfig(), tmp_path, tmp_path / "run", next(r for r in DENSE_RUNS if r.task == "caption"))
+    assert "None" not in _forcing(cfg)
+    assert "scheduled sampling" in _forcing(dataclasses.replace(cfg, teacher_forcing_end=0.5))
