@@ -32,13 +32,13 @@ def test_every_demo_run_picks_its_epoch_on_val(tmp_path):
         assert (run.data, run.val) == (str(data / "train.csv"), str(data / "val.csv")), run.task
 
 
-def test_the_caption_set_is_twice_as_large_unless_a_quick_check_asks_for_fewer():
-    dense = {run.task: run for run in DENSE_RUNS}
-    caption = _dense_synth_config(DemoConfig(), dense["caption"])
-    assert (caption.task, caption.videos_per_class, caption.test_per_class, caption.val_per_class) == (
-        "caption", 48, 8, 8)  # the test split is the one the 24-video set had: the scores stay comparable
-    assert _dense_synth_config(DemoConfig(), dense["segment"]).videos_per_class == 24
-    assert _dense_synth_config(DemoConfig(videos_per_class=3), dense["caption"]).videos_per_class == 3
+def test_the_dense_sets_are_twice_as_large_unless_a_quick_check_asks_for_fewer():
+    for dense in DENSE_RUNS:
+        synth = _dense_synth_config(DemoConfig(), dense)
+        assert (synth.task, synth.videos_per_class, synth.test_per_class, synth.val_per_class) == (
+            dense.task, 48, 8, 8)  # the test split is the one the 24-video set had: the scores stay comparable
+        assert _dense_synth_config(DemoConfig(videos_per_class=3), dense).videos_per_class == 3
+    assert _synth_config(DemoConfig()).videos_per_class == 24  # the classification set
 
 
 def test_the_report_says_how_the_captioner_was_fed(tmp_path):
