@@ -128,9 +128,9 @@ RECIPE_KEYS = ("lr", "weight_decay", "warmup_epochs", "grad_clip", "dropout", "h
 # the values of RECIPE_KEYS for models registered without a recipe (None: the model builder's default)
 GENERIC_RECIPE = {"lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "grad_clip": 5.0}
 RECIPES_DIR = Path(__file__).resolve().parent / "configs"
-# the train crop's smallest side with pretrained weights (MMAction2's TSN multi-scale crop: 1 to 0.66); from random
-# init each task says (Task.scratch_min_crop_scale: no crop for clip labels, measured in docs/training.md)
-PRETRAINED_MIN_CROP_SCALE = 0.66
+# the smallest side of MMAction2's TSN multi-scale crop (1 to 0.66): the train crop with pretrained weights, and from
+# random init where the task says so (Task.scratch_min_crop_scale: no crop for clip labels, docs/training.md)
+TSN_MIN_CROP_SCALE = 0.66
 
 # fields that define the model and the data it expects: resuming with a different value is an error
 ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout",
@@ -295,7 +295,7 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     if cfg.schedule == "auto":
         changes["schedule"] = "full" if cfg.weights == "none" else "gradual"
     if cfg.min_crop_scale is None:
-        changes["min_crop_scale"] = task.scratch_min_crop_scale if cfg.weights == "none" else PRETRAINED_MIN_CROP_SCALE
+        changes["min_crop_scale"] = task.scratch_min_crop_scale if cfg.weights == "none" else TSN_MIN_CROP_SCALE
     return dataclasses.replace(cfg, **changes)
 
 
@@ -365,7 +365,7 @@ def add_config_options(parser) -> None:
             groups[section].add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(), help=text)
 
 
-__all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "RECIPE_KEYS", "GENERIC_RECIPE", "PRETRAINED_MIN_CROP_SCALE",
+__all__ = ["TrainConfig", "ARCHITECTURE_KEYS", "RECIPE_KEYS", "GENERIC_RECIPE", "TSN_MIN_CROP_SCALE",
            "resolve_config", "resolve_defaults", "read_recipe", "recipe_path", "coerce", "check_keys", "dump_yaml",
            "load_saved_config", "diff_configs", "config_to_dict", "add_config_options", "config_overrides",
            "field_help"]

@@ -7,8 +7,8 @@ import pytest
 
 from cnnlstm.config import (
     GENERIC_RECIPE,
-    PRETRAINED_MIN_CROP_SCALE,
     RECIPE_KEYS,
+    TSN_MIN_CROP_SCALE,
     TrainConfig,
     read_recipe,
     resolve_config,
@@ -52,7 +52,7 @@ def test_auto_schedule_trains_everything_from_random_init_and_unfreezes_graduall
 def test_the_train_crop_follows_the_weights_and_the_task_unless_given():
     assert resolve_defaults(TrainConfig()).min_crop_scale == 1.0  # clip labels from scratch: translation only
     assert resolve_defaults(TrainConfig(task="segment")).min_crop_scale < 1
-    assert resolve_defaults(TrainConfig(weights="imagenet")).min_crop_scale == PRETRAINED_MIN_CROP_SCALE < 1
+    assert resolve_defaults(TrainConfig(weights="imagenet")).min_crop_scale == TSN_MIN_CROP_SCALE < 1
     for task in list_tasks():
         assert 0 < get_task(task).scratch_min_crop_scale <= 1
     assert resolve_defaults(TrainConfig(min_crop_scale=0.5)).min_crop_scale == 0.5

@@ -47,7 +47,7 @@ class DemoConfig:
 
 
 def _synth_config(cfg: DemoConfig, **fields) -> SynthConfig:
-    """The synthesizer's defaults (or the run's ``videos_per_class`` in ``fields``), or ``cfg.videos_per_class``
+    """The synthesizer's defaults updated by ``fields``, or ``cfg.videos_per_class`` (a quick check, it wins)
     training (and a third as many test) videos per class; plus a val split as large as test to pick the epoch
     on, so test stays unseen until evaluation (24 val videos, half that, pick one of 100 epochs noisily)."""
     if cfg.videos_per_class is not None:
@@ -77,7 +77,7 @@ class DenseRun:
     epochs: int
     recipe: dict  # TrainConfig keys of this run beyond the shared ones (at most the clip length)
     show: Callable  # (report, predictions, train_cfg, seconds) -> (keys, log line, (images, plots), table, text)
-    videos_per_class: int | None = None  # training videos per class of its dataset (None: the synthesizer's 24)
+    videos_per_class: int = SynthConfig.videos_per_class  # training videos per class of its dataset
 
 
 def _show_segment(report: dict, predictions: list[dict], train_cfg: TrainConfig, seconds: float):
@@ -127,8 +127,7 @@ DENSE_RUNS = (
 
 
 def _dense_synth_config(cfg: DemoConfig, dense: DenseRun) -> SynthConfig:
-    size = {} if dense.videos_per_class is None else {"videos_per_class": dense.videos_per_class}
-    return _synth_config(cfg, task=dense.task, **size)
+    return _synth_config(cfg, task=dense.task, videos_per_class=dense.videos_per_class)
 
 
 def _dense_config(cfg: DemoConfig, data: Path, out: Path, dense: DenseRun) -> TrainConfig:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..._optional import available
+from ...config import TSN_MIN_CROP_SCALE
 from ...data.annotations.formats import check_group_leakage
 from ...data.datasets import VideoDataset, make_loader
 from ...data.transforms import eval_transform
@@ -73,7 +74,7 @@ class SegmentTask:
     name = "segment"
     default_model = "seq2seq_cnn_lstm"
     default_frames = 32  # a label per sampled frame: 16 over an untrimmed video blur its boundaries
-    scratch_min_crop_scale = 0.66  # the crop helps here: demo set F1@50 0.89 with it, 0.76 without (seg6: even)
+    scratch_min_crop_scale = TSN_MIN_CROP_SCALE  # demo set F1@50 0.89 with the crop, 0.76 without (seg6: even)
     score_name = "val_score"
     output_kind = "per-frame"
     model_does = "labels every frame"
