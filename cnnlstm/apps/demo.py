@@ -49,7 +49,7 @@ class DemoConfig:
 def _synth_config(cfg: DemoConfig, **fields) -> SynthConfig:
     """The synthesizer's defaults updated by ``fields``, or ``cfg.videos_per_class`` (a quick check, it wins)
     training (and a third as many test) videos per class; plus a val split as large as test to pick the epoch
-    on, so test stays unseen until evaluation (24 val videos, half that, pick one of 100 epochs noisily)."""
+    on, so test stays unseen until evaluation (a val split half that size picked the best of 40-50 epochs noisily)."""
     if cfg.videos_per_class is not None:
         fields.update(videos_per_class=cfg.videos_per_class, test_per_class=max(1, cfg.videos_per_class // 3))
     test_per_class = fields.get("test_per_class", SynthConfig.test_per_class)
