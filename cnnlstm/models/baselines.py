@@ -191,7 +191,15 @@ class Clip3DEncoder(StagedEncoder):
         return super().to(*args, **kwargs)
 
     def forward(self, clips: Tensor) -> Tensor:
-        """(B, C, T, H, W) -> (B, D)."""
+        """(B, C, T, H, W) -> (B, D). Under CPU autocast the trunk runs in fp32: there the bf16 weight
+        gradient of ``Conv3d`` (oneDNN, torch 2.14.1) comes out NaN at random, in channels_last_3d and
+        contiguous layouts alike, and the loop skipped 5-12 of r3d_18's 18 steps an epoch (docs/training.md)."""
+        if clips.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return self._trunk(clips.float())
+        return self._trunk(clips)
+
+    def _trunk(self, clips: Tensor) -> Tensor:
         first = next(iter(self.stages.values()))
         weight = next(first.parameters())
         if weight.is_contiguous(memory_format=torch.channels_last_3d) and not weight.is_contiguous():

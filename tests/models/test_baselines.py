@@ -171,6 +171,25 @@ def test_3d_channels_last_as_the_training_loop_asks():
         torch.testing.assert_close(model(x).logits, ref, atol=1e-4, rtol=1e-4)
 
 
+def test_3d_trunk_runs_in_fp32_under_cpu_autocast(r3d):
+    """CPU bf16 Conv3d weight gradients came out NaN at random (torch 2.14.1): the trunk leaves autocast,
+    the head keeps it; every convolution's gradient is fp32 and finite."""
+    r3d.train()
+    seen = []
+    hook = r3d.encoder.stages["layer4"].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            feats = r3d.forward_features(torch.randn(2, 4, 3, 32, 32))
+            logits = r3d.forward_head(feats)
+    finally:
+        hook.remove()
+    assert seen == [torch.float32] and feats.dtype == torch.float32 and logits.dtype == torch.bfloat16
+    r3d.zero_grad()
+    logits.float().sum().backward()
+    convs = [m.weight for m in r3d.encoder.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convs and all(w.grad is not None and torch.isfinite(w.grad).all() for w in convs)
+
+
 def test_kinetics_weights_missing_offline_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("CNNLSTM_OFFLINE", "1")  # online, "kinetics" downloads: see test_weights_download.py
