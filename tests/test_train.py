@@ -224,6 +224,28 @@ def test_divergence_skips_non_finite_steps_then_stops_with_a_clear_error(data, t
         assert all(torch.isfinite(v).all() for v in weights if v.is_floating_point())
 
 
+def test_skipped_steps_are_reported_once_an_epoch(data, tmp_path, monkeypatch):
+    import cnnlstm.train as train_module
+
+    original, calls = train_module.build_model, []
+
+    def build_with_inf_every_other_step(cfg, num_classes):
+        model = original(cfg, num_classes)
+        model.head.register_full_backward_hook(
+            lambda m, grad_in, grad_out: calls.append(1) or ((torch.full_like(grad_in[0], float("inf")),)
+                                                             if len(calls) % 2 else None))
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build_with_inf_every_other_step)
+    lines = []
+    fit(config(data, tmp_path / "run", epochs=2, schedule="full", cache="off", val=None, precision="fp32"),
+        log=lines.append)
+    warned = [line for line in lines if "optimizer steps of this epoch were skipped" in line]
+    assert len(warned) == 2 and all("--precision fp32" in line for line in warned), lines
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["nonfinite_steps"] for r in rows if "epoch_s" in r] == [int(w.split()[1]) for w in warned]
+
+
 def test_compile_compiles_the_frame_cnn_in_place_and_keeps_checkpoint_keys(data, tmp_path, monkeypatch):
     # --compile compiles the encoder (fixed (B*T, C, H, W) input), not the temporal model, which branches on
     # ragged lengths (a whole compiled model failed on CUDA bf16, torch 2.11); recorded here, not compiled
