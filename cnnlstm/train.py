@@ -330,11 +330,8 @@ def _end_epoch(t: Training, p: PhaseRun, epoch: int, stats: EpochStats) -> bool:
     t.runlog.scalars(t.counter.step, row, epoch=epoch + 1, phase=p.phase.name)
     t.say(f"epoch {epoch + 1}/{cfg.epochs} [{p.phase.name}] " + " ".join(
         f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-    if stats.skips.items:
-        t.say(stats.skips.summary())
-    if stats.nonfinite_steps:
-        t.say(f"warning: {stats.nonfinite_steps} optimizer steps of this epoch were skipped, their gradients not "
-              "finite (inf/NaN): if it goes on, lower --lr or try --precision fp32")
+    for line in stats.notes():
+        t.say(line)
     t.health.labels.merge(stats.labels)
     warning = t.health.check(epoch + 1, row["train_loss"], row.get("val_top1"))
     if warning:

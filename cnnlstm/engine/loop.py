@@ -110,6 +110,14 @@ class EpochStats:
     def clips_per_s(self) -> float:
         return self.loss.count / max(self.seconds(), 1e-9)
 
+    def notes(self) -> list[str]:
+        """Lines for the log beside the epoch's row: the bad videos it dropped, the steps it skipped."""
+        notes = [self.skips.summary()] if self.skips.items else []
+        if self.nonfinite_steps:
+            notes.append(f"warning: {self.nonfinite_steps} optimizer steps of this epoch were skipped, their gradients "
+                         "not finite (inf/NaN): if it goes on, lower --lr or try --precision fp32")
+        return notes
+
 
 def optimizer_step(loss: Tensor, opt: Optimization, counter: StepCounter) -> bool:
     """Backward pass, gradient clipping and one optimizer step; False when the step was skipped
