@@ -229,11 +229,13 @@ def test_skipped_steps_are_reported_once_an_epoch(data, tmp_path, monkeypatch):
 
     original, calls = train_module.build_model, []
 
+    def inf_every_other_step(module, grad_in, grad_out):
+        calls.append(1)
+        return (torch.full_like(grad_in[0], float("inf")),) if len(calls) % 2 else None
+
     def build_with_inf_every_other_step(cfg, num_classes):
         model = original(cfg, num_classes)
-        model.head.register_full_backward_hook(
-            lambda m, grad_in, grad_out: calls.append(1) or ((torch.full_like(grad_in[0], float("inf")),)
-                                                             if len(calls) % 2 else None))
+        model.head.register_full_backward_hook(inf_every_other_step)
         return model
 
     monkeypatch.setattr(train_module, "build_model", build_with_inf_every_other_step)

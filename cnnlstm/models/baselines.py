@@ -191,10 +191,11 @@ class Clip3DEncoder(StagedEncoder):
         return super().to(*args, **kwargs)
 
     def forward(self, clips: Tensor) -> Tensor:
-        """(B, C, T, H, W) -> (B, D). Under CPU autocast the trunk runs in fp32: there the bf16 weight
-        gradient of ``Conv3d`` (oneDNN, torch 2.14.1) comes out NaN at random, in channels_last_3d and
-        contiguous layouts alike, and the loop skipped 5-12 of r3d_18's 18 steps an epoch (docs/training.md)."""
-        if clips.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        """(B, C, T, H, W) -> (B, D). When it computes gradients under CPU autocast the trunk runs in fp32:
+        there the bf16 weight gradient of ``Conv3d`` (oneDNN, torch 2.14.1) comes out NaN at random, in
+        channels_last_3d and contiguous layouts alike, and the loop skipped 5-12 of r3d_18's 18 steps an
+        epoch (docs/training.md). Inference keeps bf16."""
+        if clips.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.is_grad_enabled():
             with torch.autocast("cpu", enabled=False):
                 return self._trunk(clips.float())
         return self._trunk(clips)

@@ -172,18 +172,21 @@ def test_3d_channels_last_as_the_training_loop_asks():
 
 
 def test_3d_trunk_runs_in_fp32_under_cpu_autocast(r3d):
-    """CPU bf16 Conv3d weight gradients came out NaN at random (torch 2.14.1): the trunk leaves autocast,
-    the head keeps it; every convolution's gradient is fp32 and finite."""
+    """CPU bf16 Conv3d weight gradients came out NaN at random (torch 2.14.1): with gradients the trunk
+    leaves autocast, the head keeps it, every convolution's gradient is fp32 and finite; inference keeps bf16."""
     r3d.train()
     seen = []
     hook = r3d.encoder.stages["layer4"].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    clips = torch.randn(2, 4, 3, 32, 32)
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            feats = r3d.forward_features(torch.randn(2, 4, 3, 32, 32))
+            with torch.no_grad():
+                r3d.forward_features(clips)
+            feats = r3d.forward_features(clips)
             logits = r3d.forward_head(feats)
     finally:
         hook.remove()
-    assert seen == [torch.float32] and feats.dtype == torch.float32 and logits.dtype == torch.bfloat16
+    assert seen == [torch.bfloat16, torch.float32] and feats.dtype == torch.float32 and logits.dtype == torch.bfloat16
     r3d.zero_grad()
     logits.float().sum().backward()
     convs = [m.weight for m in r3d.encoder.modules() if isinstance(m, torch.nn.Conv3d)]
