@@ -54,7 +54,9 @@ def test_two_processes_train_the_same_weights_as_one(data, tmp_path):
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                           "--nproc_per_node", "2",
                           *_train_args(data, tmp_path / "two")], capture_output=True, text=True, timeout=300)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    # once in ~30 runs (2026-12-01, under a full suite) rank 1 died with "terminate called without an active
+    # exception" (SIGABRT); the log's last lines say how far it got
+    assert ddp.returncode == 0, ddp.stdout[-2000:] + ddp.stderr[-3000:]
     assert "2 process(es)" in ddp.stdout
     one, two = load_file(tmp_path / "one" / "last.safetensors"), load_file(tmp_path / "two" / "last.safetensors")
     assert one.keys() == two.keys()
