@@ -42,6 +42,8 @@ class TrainConfig:
     dropout: float | None = None  # None: the model's recipe, else the model's default
     bidirectional: bool | None = None  # None: the model's default; True reads the whole clip (offline, cannot stream)
     num_layers: int | None = None  # LSTM layers (None: the model's default)
+    # LSTM models: also read each frame's feature change f_t - f_(t-1); None: the task's default (segment: on)
+    feature_diff: bool | None = None
     # clips
     frames: int | None = None  # frames sampled per clip (T); None: the task's (16; 32 for --task segment)
     size: int = 112  # input size (square crop side, pixels)
@@ -97,6 +99,8 @@ class TrainConfig:
     # segment: majority filter over this many sampled frames (odd; 1: off) before segments and scores
     smooth: int = 3
     min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour, after smooth
+    # segment: weight of MS-TCN's smoothing loss (neighbouring frames' log-probabilities held close; 0: off)
+    tmse: float = 0.15
     pos_weight: str | None = None  # multilabel: none | auto (negatives/positives per class, capped at 10) | a number
 
     def __post_init__(self) -> None:
@@ -119,6 +123,8 @@ class TrainConfig:
                     "min_segment"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
+        if self.tmse < 0:
+            raise ValueError(f"tmse must be >= 0 (0: off); got {self.tmse}")
         if self.smooth % 2 == 0:
             raise ValueError(f"smooth must be an odd number of frames (a centred window; 1: off); got {self.smooth}")
 
@@ -134,7 +140,8 @@ TSN_MIN_CROP_SCALE = 0.66
 
 # fields that define the model and the data it expects: resuming with a different value is an error
 ARCHITECTURE_KEYS = ("task", "min_word_freq", "background", "model", "backbone", "pool", "hidden_size", "dropout",
-                     "bidirectional", "num_layers", "frames", "size", "sampler", "stride", "short", "fps")
+                     "bidirectional", "num_layers", "feature_diff", "frames", "size", "sampler", "stride", "short",
+                     "fps")
 
 
 def _field_types() -> dict[str, Any]:
@@ -257,7 +264,8 @@ def load_saved_config(path: str | os.PathLike) -> TrainConfig:
 
 def diff_configs(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, Any]]:
     a, b = config_to_dict(saved), config_to_dict(new)
-    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+    # feature_diff None (a run saved before the key, or a model without it) trained without it: as False
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k] and not (k == "feature_diff" and not a[k] and not b[k])}
 
 
 def recipe_path(name: str) -> Path | None:
@@ -284,7 +292,7 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     (gradual unfreezing only makes sense with pretrained weights; random init trains everything), the train
     crop from the weights and the task, and every ``None`` of :data:`RECIPE_KEYS` from the model's
     recipe. Idempotent."""
-    from .models import model_recipe
+    from .models import get_model_builder, model_recipe
     from .tasks import get_task
 
     task = get_task(cfg.task)
@@ -296,6 +304,8 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
         changes["schedule"] = "full" if cfg.weights == "none" else "gradual"
     if cfg.min_crop_scale is None:
         changes["min_crop_scale"] = task.scratch_min_crop_scale if cfg.weights == "none" else TSN_MIN_CROP_SCALE
+    if cfg.feature_diff is None and "feature_diff" in inspect.signature(get_model_builder(model)).parameters:
+        changes["feature_diff"] = task.feature_diff  # recorded only for the models that take it
     return dataclasses.replace(cfg, **changes)
 
 

@@ -35,7 +35,7 @@ def build_model(cfg: TrainConfig, num_classes: int, *, warn: bool = True) -> tor
     builder = get_model_builder(cfg.model)
     params = inspect.signature(builder).parameters
     optional = {"backbone": cfg.backbone, "pool": cfg.pool, "dropout": cfg.dropout, "bidirectional": cfg.bidirectional,
-                "num_layers": cfg.num_layers}
+                "num_layers": cfg.num_layers, "feature_diff": cfg.feature_diff}
     if cfg.hidden_size is not None:
         optional["d_model" if "d_model" in params and "hidden_size" not in params else "hidden_size"] = cfg.hidden_size
     kwargs = {k: v for k, v in optional.items() if v is not None and k in params}
@@ -59,7 +59,7 @@ def _warn_dropped(cfg: TrainConfig, dropped: list[str], params) -> None:
                       f"{cfg.model} takes: {', '.join(takes) or 'none'}", UserWarning, stacklevel=3)
 
 
-_MODEL_KEYS = ("backbone", "pool", "hidden_size", "d_model", "dropout", "bidirectional", "num_layers")
+_MODEL_KEYS = ("backbone", "pool", "hidden_size", "d_model", "dropout", "bidirectional", "num_layers", "feature_diff")
 
 
 def data_config(cfg: TrainConfig, model: torch.nn.Module) -> DataConfig:

@@ -97,6 +97,20 @@ def test_a_recipe_may_set_only_recipe_keys(tmp_path, monkeypatch):
     assert read_recipe("no_such_recipe") == GENERIC_RECIPE
 
 
+def test_feature_changes_follow_the_task_and_are_recorded_only_for_the_models_that_take_them():
+    """Per-frame labels read [f_t, f_t - f_(t-1)] by default (docs/training.md); a run saved before the key
+    existed (None) trained without it, and resuming it with the key False is no change of model."""
+    from cnnlstm.config import diff_configs
+
+    assert resolve_defaults(TrainConfig(task="segment")).feature_diff is True
+    assert resolve_defaults(TrainConfig()).feature_diff is False  # cnn_lstm takes it: recorded
+    assert resolve_defaults(TrainConfig(model="mean_pool")).feature_diff is None  # no LSTM: not recorded
+    assert resolve_defaults(TrainConfig(task="segment", feature_diff=False)).feature_diff is False
+    old = TrainConfig(task="segment", model="seq2seq_cnn_lstm")
+    assert diff_configs(old, dataclasses.replace(old, feature_diff=False)) == {}
+    assert diff_configs(old, dataclasses.replace(old, feature_diff=True)) == {"feature_diff": (None, True)}
+
+
 def test_the_saved_config_is_resolved(tmp_path):
     cfg = resolve_defaults(TrainConfig(task="segment"))
     assert dataclasses.asdict(cfg)["model"] == "seq2seq_cnn_lstm"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # state tensor names by the module that owns them (others get "<part>_state_<i>")
 _STATE_NAMES = {
-    "LSTMEncoder": ("h", "c"),
+    "LSTMEncoder": ("h", "c", "last_feature"),
     "ResidualLSTMStack": ("h", "c"),
     "MeanPool": ("mean_sum", "mean_count"),
     "AttentionPool": ("attn_max", "attn_norm", "attn_sum"),

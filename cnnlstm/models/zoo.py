@@ -21,11 +21,12 @@ DEFAULT_BACKBONE = "resnet18"
 @register_model(recipe="lstm")
 def cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
              hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.5,
-             bidirectional: bool = False) -> VideoModel:
-    """CNN -> stacked LSTM -> final hidden state -> dropout + linear (seed: CNNLSTM)."""
+             bidirectional: bool = False, feature_diff: bool = False) -> VideoModel:
+    """CNN -> stacked LSTM -> final hidden state -> dropout + linear (seed: CNNLSTM). ``feature_diff``:
+    the LSTM also reads each frame's feature change (:class:`~cnnlstm.models.temporal.LSTMEncoder`)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout,
-                           bidirectional=bidirectional)
+                           bidirectional=bidirectional, feature_diff=feature_diff)
     head = ClassifierHead(temporal.out_features, num_classes, dropout=dropout)
     return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(), head=head)
 
@@ -33,11 +34,11 @@ def cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None
 @register_model(recipe="lstm")
 def bi_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                 hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.3,
-                head_dropout: float = 0.5) -> VideoModel:
+                head_dropout: float = 0.5, feature_diff: bool = False) -> VideoModel:
     """CNN -> 2-layer bidirectional LSTM -> both final states -> MLP head (seed: BiCNNLSTM)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout,
-                           bidirectional=True)
+                           bidirectional=True, feature_diff=feature_diff)
     head = ClassifierHead(temporal.out_features, num_classes, dropout=head_dropout, hidden=hidden_size)
     return VideoModel(encoder=encoder, temporal=temporal, pool=FinalStatePool(), head=head)
 
@@ -45,11 +46,12 @@ def bi_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=N
 @register_model(recipe="attention")
 def cnn_lstm_attention(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                        hidden_size: int = 512, num_layers: int = 2, attention_size: int = 128,
-                       bidirectional: bool = True) -> VideoModel:
+                       bidirectional: bool = True, feature_diff: bool = False) -> VideoModel:
     """CNN -> bidirectional LSTM -> temporal attention -> linear; returns the attention weights
     (seed: CNNLSTMAttention). ``bidirectional=False`` makes it causal and streamable."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
-    temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, bidirectional=bidirectional)
+    temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                           feature_diff=feature_diff)
     head = ClassifierHead(temporal.out_features, num_classes)
     return VideoModel(encoder=encoder, temporal=temporal, pool=AttentionPool(temporal.out_features, attention_size),
                       head=head)
@@ -84,12 +86,13 @@ def deep_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights
 @register_model(recipe="lstm")
 def seq2seq_cnn_lstm(*, num_classes: int, backbone: str = DEFAULT_BACKBONE, weights=None, pool: str | None = None,
                      hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.3,
-                     bidirectional: bool = False) -> VideoModel:
+                     bidirectional: bool = False, feature_diff: bool = False) -> VideoModel:
     """CNN -> LSTM -> a label for every frame: logits (B, T, K) (seed: Seq2SeqCNNLSTM).
-    ``bidirectional=True`` is for offline use (not streamable)."""
+    ``bidirectional=True`` is for offline use (not streamable); ``feature_diff``: the LSTM also reads
+    each frame's feature change (on by default for ``--task segment``, see ``TrainConfig.feature_diff``)."""
     encoder = create_encoder(backbone, weights=weights, pool=pool)
     temporal = LSTMEncoder(encoder.num_features, hidden_size, num_layers=num_layers, dropout=dropout,
-                           bidirectional=bidirectional)
+                           bidirectional=bidirectional, feature_diff=feature_diff)
     return VideoModel(encoder=encoder, temporal=temporal, pool=None,
                       head=ClassifierHead(temporal.out_features, num_classes))
 

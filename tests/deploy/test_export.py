@@ -39,12 +39,13 @@ FRAMES, SIZE = 6, 32
 ATOL = 1e-4
 
 
-def make_run(folder: Path, model: str) -> Path:
+def make_run(folder: Path, model: str, **config) -> Path:
     """A finished run directory with random weights (no training)."""
-    cfg = TrainConfig(model=model, backbone="test_tiny", hidden_size=16, frames=FRAMES, size=SIZE, out=str(folder))
+    cfg = TrainConfig(model=model, backbone="test_tiny", hidden_size=16, frames=FRAMES, size=SIZE, out=str(folder),
+                      **config)
     torch.manual_seed(1)
     folder.mkdir(parents=True)
-    save_weights(build_model(cfg, len(CLASSES)), folder / "model.safetensors")
+    save_weights(build_model(cfg, len(CLASSES), warn=False), folder / "model.safetensors")
     (folder / "config.yaml").write_text(dump_yaml(cfg))
     (folder / "labels.json").write_text(json.dumps(CLASSES))
     return folder
@@ -83,7 +84,9 @@ def exported(request, tmp_path_factory, cli_export):
         cfg = TrainConfig(model="cnn_lstm_attention", backbone="test_tiny", frames=FRAMES, size=SIZE)
         out = tmp_path_factory.mktemp(name)
         return model, out, export_model(model, data_config(cfg, model), CLASSES, out, cfg=cfg)
-    run = make_run(tmp_path_factory.mktemp(name) / "run", name)
+    # the per-frame labeller as --task segment trains it: its LSTM also reads feature changes, a third state
+    extra = {"feature_diff": True} if name == "seq2seq_cnn_lstm" else {}
+    run = make_run(tmp_path_factory.mktemp(name) / "run", name, **extra)
     result = export_onnx(run, run / "exported")
     return load_run(run, device="cpu").model, run / "exported", result
 

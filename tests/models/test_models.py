@@ -21,6 +21,9 @@ VARIANTS = [(name, {}) for name in list_models() if name not in CAPTION] + [
     ("seq2seq_cnn_lstm", {"pool": "grid"}),
     ("cnn_lstm_attention", {"bidirectional": False}),
     ("seq2seq_cnn_lstm", {"bidirectional": True}),
+    ("seq2seq_cnn_lstm", {"feature_diff": True}),
+    ("cnn_lstm", {"feature_diff": True}),
+    ("bi_cnn_lstm", {"feature_diff": True}),
 ]
 IDS = [n + "".join(f"-{k}={v}" for k, v in kw.items()) for n, kw in VARIANTS]
 
@@ -127,6 +130,7 @@ def test_the_causal_models_are_the_streamable_ones():
     assert names == {
         ("cnn_lstm", ()), ("cnn_lstm", (("pool", "attention"),)), ("deep_cnn_lstm", ()), ("mean_pool", ()),
         ("seq2seq_cnn_lstm", ()), ("seq2seq_cnn_lstm", (("pool", "grid"),)), ("spatial_attention_cnn_lstm", ()),
+        ("seq2seq_cnn_lstm", (("feature_diff", True),)), ("cnn_lstm", (("feature_diff", True),)),
                      ("cnn_lstm_attention", (("bidirectional", False),)),
     }
 

@@ -87,6 +87,7 @@ class MultiLabelTask:
     default_model = "cnn_lstm"
     default_frames = 16
     scratch_min_crop_scale = 1.0  # as classify (not measured on multi-label data of its own)
+    feature_diff = False  # as classify
     score_name = "val_map"
     output_kind = "clip"  # the clip classifiers' logits, read with a sigmoid per class
     model_does = "labels each clip with every action it shows"

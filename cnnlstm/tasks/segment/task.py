@@ -18,6 +18,7 @@ from torch import Tensor
 from ..._optional import available
 from ...config import TSN_MIN_CROP_SCALE
 from ...data.annotations.formats import check_group_leakage
+from ...data.collate import IGNORE_INDEX
 from ...data.datasets import VideoDataset, make_loader
 from ...data.transforms import eval_transform
 from ...engine import distributed
@@ -29,6 +30,17 @@ from .metrics import segmentation_report
 from .segments import SegmentTargets, clean_labels, labels_to_segments
 
 REPORTED = ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")  # validation row and demo table
+
+
+def smoothing_loss(logits: Tensor, labels: Tensor, clamp: float = 4.0) -> Tensor:
+    """MS-TCN's smoothing loss (T-MSE): the squared change of each frame's log-probabilities from the
+    previous frame's (held fixed), truncated at ``clamp`` squared, averaged over classes and the real
+    frames after a clip's first. It penalises the one-frame flickers that break a timeline into short
+    segments. logits (B, T, K), labels (B, T) with ``IGNORE_INDEX`` on padding -> a scalar."""
+    logp = logits.float().log_softmax(-1)  # (B, T, K)
+    change = (logp[:, 1:] - logp[:, :-1].detach()).pow(2).clamp(max=clamp ** 2).mean(-1)  # (B, T-1)
+    real = (labels[:, 1:] != IGNORE_INDEX).to(change.dtype)  # (B, T-1); no host sync on a GPU
+    return (change * real).sum() / real.sum().clamp(min=1)
 
 
 def segment_score(report: dict) -> float:
@@ -75,6 +87,7 @@ class SegmentTask:
     default_model = "seq2seq_cnn_lstm"
     default_frames = 32  # a label per sampled frame: 16 over an untrimmed video blur its boundaries
     scratch_min_crop_scale = TSN_MIN_CROP_SCALE  # demo set F1@50 0.89 with the crop, 0.76 without (seg6: even)
+    feature_diff = True  # seg6: ends the plateau at the label prior sooner (docs/training.md)
     score_name = "val_score"
     output_kind = "per-frame"
     model_does = "labels every frame"
@@ -121,8 +134,9 @@ class SegmentTask:
                         teacher_forcing=teacher_forcing_ratio(cfg, progress))
         else:
             out = model(clips, lengths)
-        # padding is IGNORE_INDEX, the default ignore_index
-        return F.cross_entropy(out.logits.float().flatten(0, 1), batch.labels.to(device).flatten())
+        labels = batch.labels.to(device)  # (B, T); padding is IGNORE_INDEX, the default ignore_index
+        loss = F.cross_entropy(out.logits.float().flatten(0, 1), labels.flatten())
+        return loss + cfg.tmse * smoothing_loss(out.logits, labels) if cfg.tmse else loss
 
     def validate(self, model, loader, device, autocast, data: TaskData, cfg, info):
         rows, skipped = collect_frames(model, loader, device, autocast)
