@@ -98,7 +98,7 @@ class LSTMEncoder(nn.Module):
     ``feature_diff`` feeds it each frame's features and their change since the previous frame
     (:func:`with_changes`): an LSTM can compute that difference itself, but only once it has learned
     to, and until then a CNN learning from scratch gets no gradient toward motion (on seg6, per-frame
-    labels: training loss 1.43 against 1.65 after 15 epochs; docs/training.md). A causal encoder's
+    labels: training loss 1.34 against 1.65 after 15 epochs; docs/training.md). A causal encoder's
     state then also holds the last frame's features (B, D).
     """
 
