@@ -113,6 +113,13 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
     task's default model and the model family's recipe."""
     cfg = check_config(resolve_defaults(cfg))  # before any data, model or download: mistakes cost a second
     info = distributed.setup(cfg.device)
+    try:
+        return _fit(cfg, info, on_step, log)
+    finally:  # on every way out (the end, a stop, an error): a process left in its group can abort at exit
+        distributed.cleanup(info)
+
+
+def _fit(cfg: TrainConfig, info: distributed.DistInfo, on_step, log) -> dict:
     say = log if info.is_main else (lambda *_: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -132,6 +139,13 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
     say(f"training {cfg.model} ({cfg.backbone}) for {cfg.task} on {len(t.train_ds)} videos, {len(t.data.labels)} "
         f"{'classes' if t.task.labels_are_classes else 'tokens'}, {info.world_size} process(es) on {info.device}, "
         f"precision {t.precision}")
+    return _train(t, phases, state, on_step) or _finish(t)
+
+
+def _train(t: Training, phases: list[Phase], state: dict | None, on_step) -> dict | None:
+    """The epochs of every phase from ``state`` (a checkpoint's, or None); a summary when stopped early
+    by a signal, else None."""
+    cfg, info = t.cfg, t.info
     with StopFlag() as stop:
         for phase in phases:
             if state and state["epoch"] >= phase.end_epoch:
@@ -157,8 +171,8 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
                     return {"stopped": True, "step": t.counter.step}
                 start_batch = 0
                 if _end_epoch(t, p, epoch, stats):
-                    return _finish(t)
-    return _finish(t)
+                    return None
+    return None
 
 
 def _check_run_dir(cfg: TrainConfig, info: distributed.DistInfo, say) -> Path | None:
@@ -187,7 +201,7 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
     """The task's data, the model (on its device) and the datasets; the run directory's first files."""
     task = get_task(cfg.task)
     data = task.load(cfg, say)
-    fetch_weights_first(cfg, info)
+    distributed.fetch_weights_first(cfg, info)
     model = build_model(cfg, len(data.labels))
     task.check_model(model)
     if cfg.sync_bn:
@@ -214,22 +228,6 @@ def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
         atomic_write_json(t.run / "labels.json", data.labels)
         task.save(t.run, data)
     return t
-
-
-def fetch_weights_first(cfg: TrainConfig, info: distributed.DistInfo) -> None:
-    """Under torchrun, rank 0 fetches the pretrained weights into the torch cache while the other
-    ranks wait, so N processes never download one file at once (each then finds it cached)."""
-    if not info.enabled or cfg.weights not in ("imagenet", "kinetics"):
-        return
-    if info.is_main:
-        from .models.weights import cached_weights
-
-        arch = cfg.model if cfg.weights == "kinetics" else cfg.backbone
-        try:
-            cached_weights(arch, cfg.weights)
-        except ValueError:
-            pass  # not a torchvision architecture (test_tiny): building the model says why
-    distributed.barrier(info)
 
 
 def _start_phase(t: Training, phase: Phase) -> PhaseRun:
@@ -367,7 +365,6 @@ def _finish(t: Training) -> dict:
     summary[f"best_{t.task.score_name}"] = summary["best_val_score"]  # e.g. best_val_top1
     if info.is_main:
         atomic_write_json(t.run / "summary.json", summary)
-    distributed.cleanup(info)
     return summary
 
 
@@ -397,4 +394,4 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_STOPPED if summary.get("stopped") else 0
 
 
-__all__ = ["fit", "fetch_weights_first", "add_parser", "add_offline_option"]
+__all__ = ["fit", "add_parser", "add_offline_option"]

@@ -23,8 +23,8 @@ def _rank(rank: int, world: int, port: int, torch_home: str, url: str, out: str)
                       LOCAL_RANK=str(rank), TORCH_HOME=torch_home, CNNLSTM_WEIGHTS_URL=url, CNNLSTM_OFFLINE="0")
     from cnnlstm.config import TrainConfig
     from cnnlstm.engine import distributed
+    from cnnlstm.engine.distributed import fetch_weights_first
     from cnnlstm.models import weights
-    from cnnlstm.train import fetch_weights_first
 
     weights.torchvision_weights_url = lambda arch: f"https://download.pytorch.org/models/{NAME}"  # the served file
     info = distributed.setup("cpu")

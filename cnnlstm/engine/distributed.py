@@ -94,6 +94,22 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def fetch_weights_first(cfg, info: DistInfo) -> None:
+    """Under torchrun, rank 0 fetches the pretrained weights into the torch cache while the other
+    ranks wait, so N processes never download one file at once (each then finds it cached)."""
+    if not info.enabled or cfg.weights not in ("imagenet", "kinetics"):
+        return
+    if info.is_main:
+        from ..models.weights import cached_weights
+
+        arch = cfg.model if cfg.weights == "kinetics" else cfg.backbone
+        try:
+            cached_weights(arch, cfg.weights)
+        except ValueError:
+            pass  # not a torchvision architecture (test_tiny): building the model says why
+    barrier(info)
+
+
 def gather_objects(info: DistInfo, obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order (just ``[obj]`` in one process)."""
     if not info.enabled:
@@ -111,5 +127,7 @@ def shard(n: int, info: DistInfo) -> list[int] | None:
 
 
 def cleanup(info: DistInfo) -> None:
+    """Leave the process group. A process that exits without this can abort in interpreter
+    finalization, gloo's threads still holding work (pytorch/pytorch#179291): call it on every way out."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
