@@ -120,6 +120,7 @@ def fit(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None, log: 
 
 
 def _fit(cfg: TrainConfig, info: distributed.DistInfo, on_step, log) -> dict:
+    """:func:`fit` once the process has joined its group (if any): set up, resume, train, finish."""
     say = log if info.is_main else (lambda *_: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
