@@ -50,7 +50,8 @@ class TrainConfig:
     sampler: str = "uniform"  # uniform | random_clip | fps
     stride: int = 1
     short: str = "pad"  # short videos: pad | loop | keep
-    temporal_jitter: bool = True  # train: a random frame within each uniform segment (off: the middle one)
+    # train: random frame per uniform segment, random random_clip start (off: centred); None: on; segment+uniform: off
+    temporal_jitter: bool | None = None
     flip: bool = False  # horizontal flip augmentation (changes direction labels!)
     # train crop side >= this share of the shorter side; None: 1 (no crop) for clip labels from scratch, else 0.66
     min_crop_scale: float | None = None
@@ -304,6 +305,8 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
         changes["schedule"] = "full" if cfg.weights == "none" else "gradual"
     if cfg.min_crop_scale is None:
         changes["min_crop_scale"] = task.scratch_min_crop_scale if cfg.weights == "none" else TSN_MIN_CROP_SCALE
+    if cfg.temporal_jitter is None:  # the task's choice is about uniform samples; a random_clip window moves
+        changes["temporal_jitter"] = task.temporal_jitter or cfg.sampler != "uniform"
     if cfg.feature_diff is None and "feature_diff" in inspect.signature(get_model_builder(model)).parameters:
         changes["feature_diff"] = task.feature_diff  # recorded only for the models that take it
     return dataclasses.replace(cfg, **changes)

@@ -111,6 +111,17 @@ def test_feature_changes_follow_the_task_and_are_recorded_only_for_the_models_th
     assert diff_configs(old, dataclasses.replace(old, feature_diff=True)) == {"feature_diff": (None, True)}
 
 
+def test_uniform_samples_are_evenly_spaced_for_per_frame_labels_and_jittered_for_the_other_tasks():
+    """Per-frame labels train on evenly spaced samples (their feature changes compare neighbours; F1@50 higher on
+    three segment sets, docs/training.md); a random_clip window keeps its random start; a flag wins."""
+    assert resolve_defaults(TrainConfig(task="segment")).temporal_jitter is False
+    assert resolve_defaults(TrainConfig(task="segment", sampler="random_clip")).temporal_jitter is True
+    assert resolve_defaults(TrainConfig(task="segment", temporal_jitter=True)).temporal_jitter is True
+    for task in ("classify", "multilabel", "caption"):
+        assert resolve_defaults(TrainConfig(task=task)).temporal_jitter is True
+    assert resolve_defaults(TrainConfig(temporal_jitter=False)).temporal_jitter is False
+
+
 def test_the_saved_config_is_resolved(tmp_path):
     cfg = resolve_defaults(TrainConfig(task="segment"))
     assert dataclasses.asdict(cfg)["model"] == "seq2seq_cnn_lstm"

@@ -49,6 +49,7 @@ class Task(Protocol):
     default_frames: int  # frames per clip when --frames is not given
     scratch_min_crop_scale: float  # the train crop's smallest side with random init when --min-crop-scale is not given
     feature_diff: bool  # LSTM models read each frame's feature change when --feature-diff is not given
+    temporal_jitter: bool  # uniform training samples: a random frame per segment when --temporal-jitter is not given
     score_name: str  # the validation key (higher is better) that picks model.safetensors
     output_kind: str  # what `cnnlstm models` calls the output of a model for this task
     model_does: str  # what a model of this task does, for error messages ("labels every frame")

@@ -76,6 +76,7 @@ class CaptionTask:
     default_frames = 16
     scratch_min_crop_scale = TSN_MIN_CROP_SCALE  # demo captions: BLEU-4 0.48, 0.46 with the crop, 0.47 without
     feature_diff = False  # the captioner's encoder does not take it
+    temporal_jitter = True  # a caption describes the clip, as a clip label does
     score_name = "val_cider"
     output_kind = "caption"
     model_does = "captions videos"

@@ -88,6 +88,7 @@ class MultiLabelTask:
     default_frames = 16
     scratch_min_crop_scale = 1.0  # as classify (not measured on multi-label data of its own)
     feature_diff = False  # as classify
+    temporal_jitter = True  # as classify
     score_name = "val_map"
     output_kind = "clip"  # the clip classifiers' logits, read with a sigmoid per class
     model_does = "labels each clip with every action it shows"
