@@ -98,7 +98,7 @@ class TrainConfig:
     beam_size: int = 3  # caption: beam width for evaluate/predict (1: greedy)
     length_penalty: float = 1.0  # caption: beam score = log-prob / length ** length_penalty
     # segment: majority filter over this many sampled frames (odd; 1: off) before segments and scores
-    smooth: int = 3
+    smooth: int = 5
     min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour, after smooth
     # segment: weight of MS-TCN's smoothing loss (neighbouring frames' log-probabilities held close; 0: off)
     tmse: float = 0.15
