@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -32,6 +33,34 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+
+
+def norm(x: torch.Tensor) -> torch.Tensor:
+    """uint8 clips (B, T, 3, S, S) -> float normalised with ImageNet's mean and std."""
+    return ((x.float() / 255) - MEAN[:, None, None]) / STD[:, None, None]
+
+
+def train_epoch(model: nn.Module, opt, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    """One epoch of Adam over (x, y) in a random order; logits (B, K) with y (B,) or (B, T, K) with y (B, T).
+    Returns the mean batch loss."""
+    model.train()
+    perm, losses = torch.randperm(len(x)), []
+    for i in range(0, len(perm), batch_size):
+        b = perm[i:i + batch_size]
+        logits = model(norm(x[b]))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[b].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+@torch.no_grad()
+def outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+    """The model's logits for every clip of x, in eval mode, ``batch_size`` clips at a time."""
+    model.eval()
+    return torch.cat([model(norm(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
 
 
 def decode(path: Path, frames: int, size: int) -> tuple[torch.Tensor, np.ndarray, float]:
@@ -49,13 +78,27 @@ def decode(path: Path, frames: int, size: int) -> tuple[torch.Tensor, np.ndarray
     return clip.round().clamp(0, 255).to(torch.uint8), index, fps
 
 
+def cached(cache: Path, source: Path, build):
+    """``build()``'s result, saved at ``cache`` (decoding is most of a short run) and built again when
+    ``source`` is newer (the dataset was written again). Written to a temporary name and renamed, so
+    runs started side by side never read a half-written file."""
+    if cache.exists() and cache.stat().st_mtime >= source.stat().st_mtime:
+        return torch.load(cache)
+    out = build()
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    torch.save(out, tmp)
+    os.replace(tmp, cache)
+    return out
+
+
 def load_split(root: Path, split: str, frames: int, size: int, classes: list[str] | None):
     """Decoded clips (N, T, 3, S, S) uint8, per-frame targets (N, T) and the classes; cached beside
-    the CSV as ``.plain_{split}_{frames}x{size}.pt`` (decoding is most of a short run) and decoded
-    again when the CSV is newer (the dataset was written again)."""
-    cache = root / f".plain_{split}_{frames}x{size}.pt"
-    if cache.exists() and cache.stat().st_mtime >= (root / f"{split}.csv").stat().st_mtime:
-        return torch.load(cache)
+    the CSV as ``.plain_{split}_{frames}x{size}.pt`` (:func:`cached`)."""
+    return cached(root / f".plain_{split}_{frames}x{size}.pt", root / f"{split}.csv",
+                  lambda: _decode_segments(root, split, frames, size, classes))
+
+
+def _decode_segments(root: Path, split: str, frames: int, size: int, classes: list[str] | None):
     from cnnlstm.data.annotations.segments import load_segments
     from cnnlstm.tasks.segment.segments import frame_targets
 
@@ -67,26 +110,24 @@ def load_split(root: Path, split: str, frames: int, size: int, classes: list[str
         clip, frame_index, fps = decode(Path(item.path), frames, size)
         clips.append(clip)
         targets.append(frame_targets(spec.segments.get(item.path, []), torch.from_numpy(frame_index), fps, index))
-    out = torch.stack(clips), torch.stack(targets), classes  # (N, T, 3, S, S) uint8, (N, T), K
-    torch.save(out, cache)
-    return out
+    return torch.stack(clips), torch.stack(targets), classes  # (N, T, 3, S, S) uint8, (N, T), K
 
 
 def load_labels(root: Path, split: str, frames: int, size: int, classes: list[str] | None):
     """Clip labels: decoded clips (N, T, 3, S, S) uint8, targets (N,) and the classes (sorted names);
-    cached as :func:`load_split` does."""
-    cache = root / f".plain_cls_{split}_{frames}x{size}.pt"
-    if cache.exists() and cache.stat().st_mtime >= (root / f"{split}.csv").stat().st_mtime:
-        return torch.load(cache)
+    cached as ``.plain_cls_{split}_{frames}x{size}.pt`` (:func:`cached`)."""
+    return cached(root / f".plain_cls_{split}_{frames}x{size}.pt", root / f"{split}.csv",
+                  lambda: _decode_labels(root, split, frames, size, classes))
+
+
+def _decode_labels(root: Path, split: str, frames: int, size: int, classes: list[str] | None):
     import csv
 
     with (root / f"{split}.csv").open(newline="") as f:
         rows = [(r["path"], r["label"]) for r in csv.DictReader(f)]
     classes = classes or sorted({label for _, label in rows})
     clips = torch.stack([decode(root / path, frames, size)[0] for path, _ in rows])  # (N, T, 3, S, S)
-    out = clips, torch.tensor([classes.index(label) for _, label in rows]), classes
-    torch.save(out, cache)
-    return out
+    return clips, torch.tensor([classes.index(label) for _, label in rows]), classes  # (N,) targets
 
 
 class PlainClassifier(nn.Module):
@@ -171,25 +212,15 @@ def main() -> None:
     xte, yte, _ = load_split(args.data_dir, "test", args.frames, args.size, classes)
     print(f"decoded {len(xtr)} + {len(xte)} videos in {time.perf_counter() - tick:.0f} s; classes {classes}; "
           f"train label shares {torch.bincount(ytr.flatten(), minlength=len(classes)).tolist()}", flush=True)
-    norm = lambda x: ((x.float() / 255) - MEAN[:, None, None]) / STD[:, None, None]  # noqa: E731
     model = build(args.model, len(classes), args.bidirectional)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     rows = []
     for epoch in range(args.epochs):
-        model.train()
-        perm, losses, tick = torch.randperm(len(xtr)), [], time.perf_counter()
-        for i in range(0, len(perm), args.batch_size):
-            b = perm[i:i + args.batch_size]
-            loss = F.cross_entropy(model(norm(xtr[b])).flatten(0, 1), ytr[b].flatten())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        model.eval()
-        with torch.no_grad():
-            probs = torch.cat([model(norm(xte[i:i + 8])).softmax(-1) for i in range(0, len(xte), 8)])
+        tick = time.perf_counter()
+        loss = train_epoch(model, opt, xtr, ytr, args.batch_size)
+        probs = outputs(model, xte).softmax(-1)  # (N, T, K)
         report = segmentation_report(list(probs.argmax(-1)), list(yte), list(probs), classes)
-        row = {"epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 3), "f1@50": round(report["f1@50"], 3),
+        row = {"epoch": epoch + 1, "train_loss": round(loss, 3), "f1@50": round(report["f1@50"], 3),
                "edit": round(report["edit"], 3), "frame_accuracy": round(report["frame_accuracy"], 3),
                "epoch_s": round(time.perf_counter() - tick, 1)}
         rows.append(row)
@@ -209,26 +240,14 @@ def classify(args) -> None:
               for name in ("val", "test") if (args.data_dir / f"{name}.csv").exists()}
     print(f"decoded {len(xtr)} training videos and {', '.join(f'{len(x)} {n}' for n, (x, _) in splits.items())} "
           f"in {time.perf_counter() - tick:.0f} s; classes {classes}", flush=True)
-    norm = lambda x: ((x.float() / 255) - MEAN[:, None, None]) / STD[:, None, None]  # noqa: E731
     model = PlainClassifier(len(classes), args.dropout)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     rows = []
     for epoch in range(args.epochs):
-        model.train()
-        perm, losses, tick = torch.randperm(len(xtr)), [], time.perf_counter()
-        for i in range(0, len(perm), args.batch_size):
-            b = perm[i:i + args.batch_size]
-            loss = F.cross_entropy(model(norm(xtr[b])), ytr[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        model.eval()
-        row = {"epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 3)}
-        with torch.no_grad():
-            for name, (x, y) in splits.items():
-                pred = torch.cat([model(norm(x[i:i + 8])).argmax(-1) for i in range(0, len(x), 8)])
-                row[f"{name}_top1"] = round(float((pred == y).float().mean()), 4)
+        tick = time.perf_counter()
+        row = {"epoch": epoch + 1, "train_loss": round(train_epoch(model, opt, xtr, ytr, args.batch_size), 3)}
+        for name, (x, y) in splits.items():
+            row[f"{name}_top1"] = round(float((outputs(model, x).argmax(-1) == y).float().mean()), 4)
         row["epoch_s"] = round(time.perf_counter() - tick, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
