@@ -278,12 +278,14 @@ def _seg_video(rng, t: int, h: int, w: int, *, speed_scale: float = 1.0,
     return frames, segments
 
 
-def write_segment_family(out: Path, *, train: int = 120, test: int = 40, size=(64, 64), frames=(48, 128), fps=15.0,
-                         seed: int = 0, **motion) -> Path:
-    """Write the untrimmed-action family: videos/, train.csv and test.csv (video,start,end,label in seconds);
-    ``motion``: :func:`_seg_video`'s speed_scale and radius."""
+def write_segment_family(out: Path, *, train: int = 120, test: int = 40, val: int = 0, size=(64, 64),
+                         frames=(48, 128), fps=15.0, seed: int = 0, **motion) -> Path:
+    """Write the untrimmed-action family: videos/, train.csv and test.csv (video,start,end,label in seconds),
+    and val.csv with ``val`` > 0 videos (drawn apart from both); ``motion``: :func:`_seg_video`'s speed_scale
+    and radius."""
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    for split, count, split_seed in (("train", train, 0), ("test", test, 1)):
+    splits = (("train", train, 0), ("test", test, 1)) + ((("val", val, 2),) if val else ())
+    for split, count, split_seed in splits:
         rows = []
         for i in range(count):
             rng = np.random.default_rng([seed, split_seed, i, 29])
@@ -307,13 +309,17 @@ def main() -> None:
                         help="a larger test split than the family's (pairs8: 6 per class, 48 videos)")
     parser.add_argument("--val-per-class", type=int, default=0,
                         help="also write val.csv; benchmarks/learning.py then picks the epoch on it, not on test")
+    parser.add_argument("--val-videos", type=int, default=0,
+                        help="seg6, seg6fast: also write val.csv with this many videos (the epoch, and the majority "
+                             "filter's window when --smooth is not given, are then picked on it, not on test)")
     args = parser.parse_args()
     for name in args.families.split(","):
         target = Path(args.out) / name
         if name == "seg6":
-            write_segment_family(target, seed=args.seed)
+            write_segment_family(target, seed=args.seed, val=args.val_videos)
         elif name == "seg6fast":  # seg6 with 2.5x the speed, a larger object and shorter videos
-            write_segment_family(target, seed=args.seed, frames=(40, 56), speed_scale=2.5, radius=(0.11, 0.14))
+            write_segment_family(target, seed=args.seed, val=args.val_videos, frames=(40, 56), speed_scale=2.5,
+                                 radius=(0.11, 0.14))
         else:
             write_family(target, FAMILIES[name], seed=args.seed, test_per_class=args.test_per_class,
                          val_per_class=args.val_per_class)
