@@ -97,8 +97,8 @@ class TrainConfig:
     max_caption_len: int = 20  # caption: generation stops after this many words
     beam_size: int = 3  # caption: beam width for evaluate/predict (1: greedy)
     length_penalty: float = 1.0  # caption: beam score = log-prob / length ** length_penalty
-    # segment: majority filter over this many sampled frames (odd; 1: off) before segments and scores
-    smooth: int = 5
+    # segment: majority filter over this many sampled frames (odd; 1: off); none: the best of 1-15 on --val, else 5
+    smooth: int | None = None
     min_segment: int = 1  # segment: shorter runs (in sampled frames) merge into a neighbour, after smooth
     # segment: weight of MS-TCN's smoothing loss (neighbouring frames' log-probabilities held close; 0: off)
     tmse: float = 0.15
@@ -126,7 +126,7 @@ class TrainConfig:
                 raise ValueError(f"{key} must be >= 1; got {getattr(self, key)}")
         if self.tmse < 0:
             raise ValueError(f"tmse must be >= 0 (0: off); got {self.tmse}")
-        if self.smooth % 2 == 0:
+        if self.smooth is not None and self.smooth % 2 == 0:
             raise ValueError(f"smooth must be an odd number of frames (a centred window; 1: off); got {self.smooth}")
 
 

@@ -341,6 +341,7 @@ def _end_epoch(t: Training, p: PhaseRun, epoch: int, stats: EpochStats) -> bool:
         t.best = {"score": score, "epoch": epoch + 1}
         if t.info.is_main:
             save_weights(t.model, t.run / "model.safetensors")
+            atomic_write_json(t.run / "best.json", {"epoch": epoch + 1, **row})  # what the kept weights scored
     if t.info.is_main:
         t.save_checkpoint(p.opt, epoch + 1, 0)
     distributed.barrier(t.info)

@@ -2,12 +2,15 @@
 
 Targets are class indices (B, T) padded with ``IGNORE_INDEX``, logits (B, T, K); class 0 is the
 background (frames in no segment). The best epoch is picked by the mean of frame accuracy, Edit
-and F1@{10,25,50}; predictions are cut into segments ``{label, start, end, score}`` in seconds.
+and F1@{10,25,50}; predictions are cut into segments ``{label, start, end, score}`` in seconds,
+after a majority filter whose window is ``--smooth`` or, when that is not given, the one that
+scores best on the validation split (saved with the best epoch's row in ``best.json``).
 
 Letters: B batch, T frames, K classes.
 """
 from __future__ import annotations
 
+import json
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -48,10 +51,37 @@ def segment_score(report: dict) -> float:
     return sum(report[k] for k in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50")) / 5
 
 
-def cleaned(pred: Tensor, cfg) -> Tensor:
-    """Predicted frame labels (T,) as the run's segments are cut from them (``cfg.smooth``,
-    ``cfg.min_segment``): what validation and evaluation score, so the metrics describe what predict returns."""
-    return clean_labels(pred, smooth=cfg.smooth, min_length=cfg.min_segment)
+# the majority filter's windows validation tries when --smooth is not given (in sampled frames), and the window
+# of runs validated without them (no --val, or trained before the pick): docs/training.md, "The majority filter"
+SMOOTH_WINDOWS = (1, 3, 5, 7, 9, 11, 13, 15)
+DEFAULT_SMOOTH = 5
+
+
+def pick_window(rows: list[dict], cfg, labels: list[str]) -> tuple[int, dict, list[Tensor]]:
+    """The majority filter's window for validation rows (``pred`` raw (T,), ``target``, ``probs``):
+    ``cfg.smooth`` when given, else the one of :data:`SMOOTH_WINDOWS` whose filtered labels score best
+    (:func:`segment_score`; the smaller window on a tie). Returns it, its report and the filtered labels."""
+    best = None
+    for window in (cfg.smooth,) if cfg.smooth is not None else SMOOTH_WINDOWS:
+        preds = [clean_labels(r["pred"], smooth=window, min_length=cfg.min_segment) for r in rows]
+        report = segmentation_report(preds, [r["target"] for r in rows], [r["probs"] for r in rows], labels)
+        if best is None or segment_score(report) > segment_score(best[1]):
+            best = (window, report, preds)
+    return best
+
+
+def smooth_window(loaded) -> int:
+    """The window a trained run's segments are cut with: ``--smooth`` when it was given, else the one
+    validation picked for the kept weights (:meth:`SegmentTask.load_state`), else :data:`DEFAULT_SMOOTH`."""
+    if loaded.cfg.smooth is not None:
+        return loaded.cfg.smooth
+    return (loaded.state or {}).get("smooth", DEFAULT_SMOOTH)
+
+
+def cleaned(pred: Tensor, loaded) -> Tensor:
+    """Predicted frame labels (T,) as a trained run's segments are cut from them (:func:`smooth_window`,
+    ``--min-segment``): what evaluation scores, so the metrics describe what predict returns."""
+    return clean_labels(pred, smooth=smooth_window(loaded), min_length=loaded.cfg.min_segment)
 
 
 def collect_frames(model, loader, device, autocast=nullcontext) -> tuple[list[dict], list[dict]]:
@@ -122,10 +152,20 @@ class SegmentTask:
                         SegmentTargets(val.segments, train.classes) if val else None)
 
     def save(self, run: Path, data: TaskData) -> None:
-        """Nothing beyond labels.json."""
+        """Nothing beyond labels.json (training writes best.json with each better epoch)."""
 
-    def load_state(self, run: Path) -> None:
-        return None
+    def load_state(self, run: Path) -> dict | None:
+        """``{"smooth": window}`` when validation picked the majority filter's window (best.json's
+        ``val_smooth``), else None."""
+        path = run / "best.json"
+        if not path.is_file():
+            return None
+        try:
+            window = json.loads(path.read_text(encoding="utf-8")).get("val_smooth")
+        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+            raise ValueError(f"{path} is damaged ({exc}); delete it to cut segments with the default majority "
+                             f"filter ({DEFAULT_SMOOTH} frames), or set smooth in {run / 'config.yaml'}") from None
+        return {"smooth": int(window)} if window is not None else None
 
     def label_counts(self, data: TaskData) -> LabelCounts:
         return LabelCounts()
@@ -146,13 +186,12 @@ class SegmentTask:
         rows = [r for part in distributed.gather_objects(info, rows) for r in part]
         if not rows:
             return {}, float("-inf"), None
-        rows = [{**r, "pred": cleaned(r["pred"], cfg)} for r in rows]
-        report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows],
-                                     [r["probs"] for r in rows], data.labels)
+        window, report, preds = pick_window(rows, cfg, data.labels)
         row = {f"val_{k}": report[k] for k in REPORTED}
         row["val_score"] = segment_score(report)
+        row["val_smooth"] = window
         row["val_skipped"] = len(skipped)
-        return row, row["val_score"], rows[:4]
+        return row, row["val_score"], [{**r, "pred": p} for r, p in zip(rows[:4], preds, strict=False)]
 
     def final_plot(self, last, labels: list[str], run: Path) -> None:
         from .viz import plot_timeline
@@ -173,10 +212,10 @@ class SegmentTask:
         rows, skipped = collect_frames(loaded.model, make_loader(dataset, batch_size=batch_size, workers=workers),
                                        loaded.device)
         rows.sort(key=lambda r: r["index"])
-        rows = [{**r, "pred": cleaned(r["pred"], loaded.cfg)} for r in rows]
+        rows = [{**r, "pred": cleaned(r["pred"], loaded)} for r in rows]
         report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows],
                                      [r["probs"] for r in rows], loaded.classes)
-        report.update(task=self.name, skipped=skipped, smooth=loaded.cfg.smooth, min_segment=loaded.cfg.min_segment,
+        report.update(task=self.name, skipped=skipped, smooth=smooth_window(loaded), min_segment=loaded.cfg.min_segment,
                       videos=[{"path": r["path"], "frame_accuracy": float((r["pred"] == r["target"]).float().mean())}
                               for r in rows])
         if plot and rows and available("matplotlib"):
@@ -199,7 +238,7 @@ class SegmentTask:
     def _segments(self, loaded, probs: Tensor, times: Tensor, duration: float | None) -> list[dict]:
         """Segments in seconds of per-frame probabilities (T, K) at ``times`` (T,), named."""
         classes = loaded.classes
-        segments = labels_to_segments(cleaned(probs.argmax(-1), loaded.cfg), probs, times, background=0)
+        segments = labels_to_segments(cleaned(probs.argmax(-1), loaded), probs, times, background=0)
         if duration:  # the last sampled frame's span can reach past the end
             segments = [{**s, "end": min(s["end"], duration)} for s in segments]
         return [{**s, "label": classes[int(s["label"])]} for s in segments]
