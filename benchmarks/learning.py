@@ -94,6 +94,7 @@ def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict
             "overrides": overrides, "val_split": val.name,
             "test_videos": count_videos(data / "test.csv"), "train_s": round(seconds, 1),
             **{k: report[k] for k in METRICS if k in report}, **pair_scores(report),
+            **({"smooth": report["smooth"]} if "smooth" in report else {}),  # the majority filter's window
             "best_epoch": summary["best_epoch"], "train_loss": [round(m["train_loss"], 3) for m in epochs],
             "val": [round(m.get(summary["best_score_name"], float("nan")), 3) for m in epochs],
             "machine": f"{platform.processor() or platform.machine()}, {platform.system()}"}
@@ -117,7 +118,9 @@ def render(jsonl: Path) -> str:
              "train / 40 test untrimmed videos; seg6fast: the same with 2.5x faster motions, a slightly larger object "
              "and 40-56 frames), the causal `seq2seq_cnn_lstm`, 48 frames, resnet18 at 64 px unless "
              "the settings say otherwise; their F1@50 is scored before the majority filter (`--smooth`) unless the "
-             "settings say so. Score: the test split's top-1 (per-frame labels: F1@50; captions: BLEU-4); "
+             "settings say so or the row names its window; rows with 'val.csv' pick their epoch on 40 val videos of "
+             "their own (`learning_data.py --val-videos 40`; the others on test). Score: the test split's top-1 "
+             "(per-frame labels: F1@50; captions: BLEU-4); "
              "'best epoch' is the epoch of the best validation score (how soon it learns). Rows 'stopped after N "
              "epochs' were cut short once their outcome was plain; their score is the best validation score so far. "
              "Validation is the test split (48 videos for pairs8: optimistic, and one video is 2.1 points) unless the "
@@ -130,6 +133,8 @@ def render(jsonl: Path) -> str:
         score = next((f"{k} {r[k]:.3f}" for k in METRICS if k in r), "-")
         if "pair_top1" in r:
             score += f" (pair {r['pair_top1']:.3f}, direction {r['direction_given_pair']:.3f})"
+        if "smooth" in r:
+            score += f" (edit {r['edit']:.3f}, frame accuracy {r['frame_accuracy']:.3f}, majority filter {r['smooth']})"
         family = r["family"] + (f" (val.csv; {r['test_videos']} test)" if r.get("val_split") == "val.csv" else "")
         lines.append(f"| {family} | {r['tag']} | {r['settings']} | {score} | {r.get('best_epoch', '-')} | "
                      f"{r.get('train_s', '-')} |")

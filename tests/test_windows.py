@@ -24,7 +24,7 @@ from cnnlstm.inference import predict
 from cnnlstm.run import build_model, load_run
 from cnnlstm.tasks.caption.text import Vocabulary
 from cnnlstm.tasks.segment.segments import labels_to_segments
-from cnnlstm.tasks.segment.task import DEFAULT_SMOOTH
+from cnnlstm.tasks.segment.task import DEFAULT_CLEANING
 from cnnlstm.windows import format_windows
 
 CLASSES = ["walk", "run", "jump"]  # K = 3 = top-k: each window row holds the whole distribution
@@ -133,7 +133,7 @@ def test_per_frame_run_labels_every_sampled_frame_and_cuts_segments_over_the_vid
     assert len(times) == 6 * 6 and times == sorted(times) and all(w["start"] <= w["frame_times"][0] for w in windows)
     classes = ["background", *CLASSES]
     expected = labels_to_segments(torch.tensor([classes.index(c) for c in labels]), times=torch.tensor(times),
-                                  smooth=DEFAULT_SMOOTH, min_length=TrainConfig.min_segment)  # no best.json
+                                  smooth=DEFAULT_CLEANING["smooth"], min_length=DEFAULT_CLEANING["min_segment"])
     got = row["segments"]
     assert [(s["label"], s["start"], s["end"]) for s in got] == \
         [(classes[e["label"]], pytest.approx(e["start"]), pytest.approx(min(e["end"], SECONDS))) for e in expected]

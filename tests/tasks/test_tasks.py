@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cnnlstm.cli import main
-from cnnlstm.config import TrainConfig, resolve_config
+from cnnlstm.config import resolve_config
 from cnnlstm.data.synth import SynthConfig, synthesize
 from cnnlstm.engine.runlog import read_metrics
 from cnnlstm.tasks.base import teacher_forcing_ratio
@@ -60,9 +60,9 @@ def test_segment_run_trains_evaluates_and_predicts_segments(segment_data, tmp_pa
     for key in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5"):
         assert 0.0 <= report[key] <= 1.0, key
     assert report["num_videos"] == 6 and report["timeline_plots"]
-    best = json.loads((run / "best.json").read_text())  # the kept epoch's validation row, with the window it picked
+    best = json.loads((run / "best.json").read_text())  # the kept epoch's validation row, with the cleaning it picked
     assert best["epoch"] == summary["best_epoch"] and best["val_smooth"] in SMOOTH_WINDOWS
-    assert (report["smooth"], report["min_segment"]) == (best["val_smooth"], TrainConfig.min_segment)  # as scored
+    assert (report["smooth"], report["min_segment"]) == (best["val_smooth"], best["val_min_segment"])  # as scored
 
     videos = sorted(str(p) for p in (segment_data / "videos").glob("test_*"))[:2]
     assert main(["predict", str(run), *videos, "--json"]) == 0

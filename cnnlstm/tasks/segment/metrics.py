@@ -42,6 +42,7 @@ __all__ = [
     "segment_counts",
     "segment_map",
     "segmentation_report",
+    "sequence_scores",
     "F1_OVERLAPS",
     "MAP_THRESHOLDS",
 ]
@@ -199,6 +200,28 @@ def segment_map(
     return result
 
 
+def _sequence_scores(pairs: list[tuple[Tensor, Tensor]], background: int | None) -> dict:
+    """Frame accuracy, Edit and F1@{10,25,50} of (pred, target) label pairs whose unlabelled frames are gone."""
+    all_p = torch.cat([p for p, _ in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
+    all_t = torch.cat([t for _, t in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
+    scores = {"frame_accuracy": frame_accuracy(all_p, all_t),
+              "edit": ratio(sum(edit_score(p, t, background) for p, t in pairs), len(pairs))}
+    for overlap in F1_OVERLAPS:
+        counts = [segment_counts(p, t, overlap, background) for p, t in pairs]
+        scores[f"f1@{round(overlap * 100)}"] = _f1(*(sum(c[i] for c in counts) for i in range(3)))
+    return scores
+
+
+def sequence_scores(preds: Sequence[Tensor], targets: Sequence[Tensor], *, background: int | None = 0) -> dict:
+    """The label-sequence part of :func:`segmentation_report` (``frame_accuracy``, ``edit``, ``f1@10``,
+    ``f1@25``, ``f1@50``; no mAP, no per-class table): cheap enough to score many post-processings."""
+    pairs = []
+    for pred, target in zip(preds, targets, strict=True):
+        p, t = _labels(pred, "pred"), _labels(target, "target")
+        pairs.append((p[t >= 0], t[t >= 0]))
+    return _sequence_scores(pairs, background)
+
+
 def segmentation_report(
     preds: Sequence[Tensor],
     targets: Sequence[Tensor],
@@ -240,14 +263,9 @@ def segmentation_report(
         pairs.append((p, t))
         pred_segs.append(labels_to_segments(p, pr, background=background))
         gt_segs.append(labels_to_segments(t, background=background))
-    report: dict = {}
+    report = _sequence_scores(pairs, background)
     all_p = torch.cat([p for p, _ in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
     all_t = torch.cat([t for _, t in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
-    report["frame_accuracy"] = frame_accuracy(all_p, all_t)
-    report["edit"] = ratio(sum(edit_score(p, t, background) for p, t in pairs), len(pairs))
-    for overlap in F1_OVERLAPS:
-        counts = [segment_counts(p, t, overlap, background) for p, t in pairs]
-        report[f"f1@{round(overlap * 100)}"] = _f1(*(sum(c[i] for c in counts) for i in range(3)))
     for thr, value in segment_map(pred_segs, gt_segs, K, MAP_THRESHOLDS).items():
         report[f"map@{thr}"] = value
     report["num_videos"] = len(pairs)

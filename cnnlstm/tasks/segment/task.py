@@ -3,8 +3,8 @@
 Targets are class indices (B, T) padded with ``IGNORE_INDEX``, logits (B, T, K); class 0 is the
 background (frames in no segment). The best epoch is picked by the mean of frame accuracy, Edit
 and F1@{10,25,50}; predictions are cut into segments ``{label, start, end, score}`` in seconds,
-after a majority filter whose window is ``--smooth`` or, when that is not given, the one that
-scores best on the validation split (saved with the best epoch's row in ``best.json``).
+after a majority filter (``--smooth``) and the merging of short runs (``--min-segment``); where
+those are not given, validation picks them (saved with the best epoch's row in ``best.json``).
 
 Letters: B batch, T frames, K classes.
 """
@@ -29,7 +29,7 @@ from ...engine.checkpoint import unwrap
 from ...engine.health import LabelCounts
 from ...engine.loop import run_model
 from ..base import TaskData, softmax_scores, teacher_forcing_ratio
-from .metrics import segmentation_report
+from .metrics import segmentation_report, sequence_scores
 from .segments import SegmentTargets, clean_labels, labels_to_segments
 
 REPORTED = ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")  # validation row and demo table
@@ -51,37 +51,45 @@ def segment_score(report: dict) -> float:
     return sum(report[k] for k in ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50")) / 5
 
 
-# the majority filter's windows validation tries when --smooth is not given (in sampled frames), and the window
-# of runs validated without them (no --val, or trained before the pick): docs/training.md, "The majority filter"
+# how predicted labels are cleaned before segments are cut (in sampled frames): the majority filter's windows
+# and the shortest runs validation tries when --smooth / --min-segment are not given, and what runs validated
+# without them use (no --val, or trained before the pick): docs/training.md, "The majority filter"
 SMOOTH_WINDOWS = (1, 3, 5, 7, 9, 11, 13, 15)
-DEFAULT_SMOOTH = 5
+MIN_SEGMENTS = (1, 2, 3, 4, 6)
+DEFAULT_CLEANING = {"smooth": 5, "min_segment": 1}
 
 
-def pick_window(rows: list[dict], cfg, labels: list[str]) -> tuple[int, dict, list[Tensor]]:
-    """The majority filter's window for validation rows (``pred`` raw (T,), ``target``, ``probs``):
-    ``cfg.smooth`` when given, else the one of :data:`SMOOTH_WINDOWS` whose filtered labels score best
-    (:func:`segment_score`; the smaller window on a tie). Returns it, its report and the filtered labels."""
-    best = None
-    for window in (cfg.smooth,) if cfg.smooth is not None else SMOOTH_WINDOWS:
-        preds = [clean_labels(r["pred"], smooth=window, min_length=cfg.min_segment) for r in rows]
-        report = segmentation_report(preds, [r["target"] for r in rows], [r["probs"] for r in rows], labels)
-        if best is None or segment_score(report) > segment_score(best[1]):
-            best = (window, report, preds)
-    return best
+def pick_cleaning(rows: list[dict], cfg, labels: list[str]) -> tuple[dict, dict, list[Tensor]]:
+    """How to clean validation rows' labels (``pred`` raw (T,), ``target``, ``probs``): ``cfg.smooth`` and
+    ``cfg.min_segment`` where given, else the pair of :data:`SMOOTH_WINDOWS` x :data:`MIN_SEGMENTS` whose
+    cleaned labels score best (:func:`segment_score`; the smaller window, then the shorter run, on a tie).
+    Returns ``{"smooth", "min_segment"}``, the full report of that cleaning and its labels."""
+    windows = (cfg.smooth,) if cfg.smooth is not None else SMOOTH_WINDOWS
+    shortest = (cfg.min_segment,) if cfg.min_segment is not None else MIN_SEGMENTS
+    targets = [r["target"] for r in rows]
+
+    def labels_of(window: int, min_length: int) -> list[Tensor]:
+        return [clean_labels(r["pred"], smooth=window, min_length=min_length) for r in rows]
+
+    scored = {(w, m): segment_score(sequence_scores(labels_of(w, m), targets)) for w in windows for m in shortest}
+    window, min_length = max(scored, key=lambda wm: (scored[wm], -wm[0], -wm[1]))
+    preds = labels_of(window, min_length)
+    report = segmentation_report(preds, targets, [r["probs"] for r in rows], labels)
+    return {"smooth": window, "min_segment": min_length}, report, preds
 
 
-def smooth_window(loaded) -> int:
-    """The window a trained run's segments are cut with: ``--smooth`` when it was given, else the one
-    validation picked for the kept weights (:meth:`SegmentTask.load_state`), else :data:`DEFAULT_SMOOTH`."""
-    if loaded.cfg.smooth is not None:
-        return loaded.cfg.smooth
-    return (loaded.state or {}).get("smooth", DEFAULT_SMOOTH)
+def cleaning(loaded) -> dict:
+    """How a trained run's labels are cleaned: ``--smooth`` / ``--min-segment`` where they were given, else
+    what validation picked for the kept weights (:meth:`SegmentTask.load_state`), else :data:`DEFAULT_CLEANING`."""
+    picked = {**DEFAULT_CLEANING, **(loaded.state or {})}
+    return {k: getattr(loaded.cfg, k) if getattr(loaded.cfg, k) is not None else picked[k] for k in DEFAULT_CLEANING}
 
 
 def cleaned(pred: Tensor, loaded) -> Tensor:
-    """Predicted frame labels (T,) as a trained run's segments are cut from them (:func:`smooth_window`,
-    ``--min-segment``): what evaluation scores, so the metrics describe what predict returns."""
-    return clean_labels(pred, smooth=smooth_window(loaded), min_length=loaded.cfg.min_segment)
+    """Predicted frame labels (T,) as a trained run's segments are cut from them (:func:`cleaning`): what
+    evaluation scores, so the metrics describe what predict returns."""
+    how = cleaning(loaded)
+    return clean_labels(pred, smooth=how["smooth"], min_length=how["min_segment"])
 
 
 def collect_frames(model, loader, device, autocast=nullcontext) -> tuple[list[dict], list[dict]]:
@@ -154,18 +162,19 @@ class SegmentTask:
     def save(self, run: Path, data: TaskData) -> None:
         """Nothing beyond labels.json (training writes best.json with each better epoch)."""
 
-    def load_state(self, run: Path) -> dict | None:
-        """``{"smooth": window}`` when validation picked the majority filter's window (best.json's
-        ``val_smooth``), else None."""
+    def load_state(self, run: Path) -> dict:
+        """How validation cleaned the kept weights' labels (best.json's ``val_smooth`` and
+        ``val_min_segment``; empty when it did not: trained without --val, or before the pick)."""
         path = run / "best.json"
         if not path.is_file():
-            return None
+            return {}
         try:
-            window = json.loads(path.read_text(encoding="utf-8")).get("val_smooth")
-        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
-            raise ValueError(f"{path} is damaged ({exc}); delete it to cut segments with the default majority "
-                             f"filter ({DEFAULT_SMOOTH} frames), or set smooth in {run / 'config.yaml'}") from None
-        return {"smooth": int(window)} if window is not None else None
+            best = json.loads(path.read_text(encoding="utf-8"))
+            return {k: int(best[f"val_{k}"]) for k in DEFAULT_CLEANING if f"val_{k}" in best}
+        except (ValueError, TypeError, UnicodeDecodeError, AttributeError) as exc:
+            raise ValueError(f"{path} is damaged ({exc}); delete it to clean labels as runs without a val split "
+                             f"do ({DEFAULT_CLEANING}), or set smooth and min_segment in {run / 'config.yaml'}") \
+                from None
 
     def label_counts(self, data: TaskData) -> LabelCounts:
         return LabelCounts()
@@ -186,10 +195,10 @@ class SegmentTask:
         rows = [r for part in distributed.gather_objects(info, rows) for r in part]
         if not rows:
             return {}, float("-inf"), None
-        window, report, preds = pick_window(rows, cfg, data.labels)
+        how, report, preds = pick_cleaning(rows, cfg, data.labels)
         row = {f"val_{k}": report[k] for k in REPORTED}
         row["val_score"] = segment_score(report)
-        row["val_smooth"] = window
+        row.update({f"val_{k}": v for k, v in how.items()})  # what evaluate and predict use with these weights
         row["val_skipped"] = len(skipped)
         return row, row["val_score"], [{**r, "pred": p} for r, p in zip(rows[:4], preds, strict=False)]
 
@@ -215,7 +224,7 @@ class SegmentTask:
         rows = [{**r, "pred": cleaned(r["pred"], loaded)} for r in rows]
         report = segmentation_report([r["pred"] for r in rows], [r["target"] for r in rows],
                                      [r["probs"] for r in rows], loaded.classes)
-        report.update(task=self.name, skipped=skipped, smooth=smooth_window(loaded), min_segment=loaded.cfg.min_segment,
+        report.update(task=self.name, skipped=skipped, **cleaning(loaded),
                       videos=[{"path": r["path"], "frame_accuracy": float((r["pred"] == r["target"]).float().mean())}
                               for r in rows])
         if plot and rows and available("matplotlib"):
