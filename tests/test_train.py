@@ -45,6 +45,8 @@ def test_fit_writes_a_complete_run_directory_and_evaluate_predict_use_it(data, t
                  "plots/confusion_val.png"):
         assert (run / name).is_file(), name
     assert json.loads((run / "labels.json").read_text()) == summary["classes"]
+    best = json.loads((run / "best.json").read_text())  # the validation row of the kept weights
+    assert best["epoch"] == summary["best_epoch"] and best["val_top1"] == summary["best_val_top1"]
     assert list((run / "tb").iterdir()), "TensorBoard event files"
     assert (run / "plots" / "curves.png").is_file()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -65,8 +65,14 @@ def _pair(pred, target, ignore_index: int = IGNORE_INDEX) -> tuple[Tensor, Tenso
 
 
 def _segments(labels: Tensor, background: int | None) -> list[tuple[int, int, int]]:
-    """(label, start, end) runs, leaving out ``background`` runs."""
-    return [(s["label"], int(s["start"]), int(s["end"])) for s in labels_to_segments(labels, background=background)]
+    """(label, start, end) runs of equal labels (end exclusive), leaving out ``background`` runs."""
+    values, runs, start = labels.tolist(), [], 0
+    for i in range(1, len(values) + 1):
+        if i == len(values) or values[i] != values[start]:
+            if values[start] != background:
+                runs.append((values[start], start, i))
+            start = i
+    return runs
 
 
 def frame_accuracy(pred, target, ignore_index: int = IGNORE_INDEX) -> float:
@@ -91,8 +97,11 @@ def edit_score(pred, target, background: int | None = None) -> float:
     ``background``: a class whose segments are left out (None counts every class).
     """
     p, t = _pair(pred, target)
-    a = [s[0] for s in _segments(p, background)]
-    b = [s[0] for s in _segments(t, background)]
+    return _edit(_segments(p, background), _segments(t, background))
+
+
+def _edit(predicted: list[tuple[int, int, int]], truth: list[tuple[int, int, int]]) -> float:
+    a, b = [s[0] for s in predicted], [s[0] for s in truth]
     if not a and not b:
         return 1.0
     return 1.0 - _levenshtein(a, b) / max(len(a), len(b))
@@ -117,7 +126,11 @@ def segment_counts(pred, target, overlap: float, background: int | None = None) 
     if not 0.0 <= overlap <= 1.0:
         raise ValueError(f"overlap must be an IoU in [0, 1] (e.g. 0.5 for F1@50); got {overlap}")
     p, t = _pair(pred, target)
-    predicted, truth = _segments(p, background), _segments(t, background)
+    return _counts(_segments(p, background), _segments(t, background), overlap)
+
+
+def _counts(predicted: list[tuple[int, int, int]], truth: list[tuple[int, int, int]],
+            overlap: float) -> tuple[int, int, int]:
     used = [False] * len(truth)
     tp = fp = 0
     for label, s, e in predicted:
@@ -201,13 +214,15 @@ def segment_map(
 
 
 def _sequence_scores(pairs: list[tuple[Tensor, Tensor]], background: int | None) -> dict:
-    """Frame accuracy, Edit and F1@{10,25,50} of (pred, target) label pairs whose unlabelled frames are gone."""
+    """Frame accuracy, Edit and F1@{10,25,50} of (pred, target) label pairs whose unlabelled frames are
+    gone; each sequence is cut into segments once."""
     all_p = torch.cat([p for p, _ in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
     all_t = torch.cat([t for _, t in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
+    segments = [(_segments(p, background), _segments(t, background)) for p, t in pairs]
     scores = {"frame_accuracy": frame_accuracy(all_p, all_t),
-              "edit": ratio(sum(edit_score(p, t, background) for p, t in pairs), len(pairs))}
+              "edit": ratio(sum(_edit(a, b) for a, b in segments), len(pairs))}
     for overlap in F1_OVERLAPS:
-        counts = [segment_counts(p, t, overlap, background) for p, t in pairs]
+        counts = [_counts(a, b, overlap) for a, b in segments]
         scores[f"f1@{round(overlap * 100)}"] = _f1(*(sum(c[i] for c in counts) for i in range(3)))
     return scores
 

@@ -30,7 +30,7 @@ from ...engine.health import LabelCounts
 from ...engine.loop import run_model
 from ..base import TaskData, softmax_scores, teacher_forcing_ratio
 from .metrics import segmentation_report, sequence_scores
-from .segments import SegmentTargets, clean_labels, labels_to_segments
+from .segments import SegmentTargets, clean_labels, labels_to_segments, mode_filter
 
 REPORTED = ("frame_accuracy", "edit", "f1@10", "f1@25", "f1@50", "map@0.5")  # validation row and demo table
 
@@ -68,8 +68,10 @@ def pick_cleaning(rows: list[dict], cfg, labels: list[str]) -> tuple[dict, dict,
     shortest = (cfg.min_segment,) if cfg.min_segment is not None else MIN_SEGMENTS
     targets = [r["target"] for r in rows]
 
+    filtered = {w: [mode_filter(r["pred"], w) for r in rows] for w in windows}  # each window once
+
     def labels_of(window: int, min_length: int) -> list[Tensor]:
-        return [clean_labels(r["pred"], smooth=window, min_length=min_length) for r in rows]
+        return [clean_labels(pred, min_length=min_length) for pred in filtered[window]]
 
     scored = {(w, m): segment_score(sequence_scores(labels_of(w, m), targets)) for w in windows for m in shortest}
     window, min_length = max(scored, key=lambda wm: (scored[wm], -wm[0], -wm[1]))
@@ -155,6 +157,9 @@ class SegmentTask:
         if val is not None:
             for message in check_group_leakage(train.videos, val.videos):
                 say(f"warning: {message}")
+        elif unset := [f"--{k.replace('_', '-')} {v}" for k, v in DEFAULT_CLEANING.items() if getattr(cfg, k) is None]:
+            say(f"no --val: predicted labels will be cleaned with {' '.join(unset)}; with a val split these are "
+                "picked on it")
         return TaskData(train.videos, val.videos if val else None, list(train.classes),
                         SegmentTargets(train.segments, train.classes),
                         SegmentTargets(val.segments, train.classes) if val else None)
