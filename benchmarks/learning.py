@@ -94,7 +94,7 @@ def run(root: Path, family: str, variant: str, seed: int, out: Path, extra: dict
             "overrides": overrides, "val_split": val.name,
             "test_videos": count_videos(data / "test.csv"), "train_s": round(seconds, 1),
             **{k: report[k] for k in METRICS if k in report}, **pair_scores(report),
-            **({"smooth": report["smooth"]} if "smooth" in report else {}),  # the majority filter's window
+            **{k: report[k] for k in ("smooth", "min_segment") if k in report},  # how labels were cleaned
             "best_epoch": summary["best_epoch"], "train_loss": [round(m["train_loss"], 3) for m in epochs],
             "val": [round(m.get(summary["best_score_name"], float("nan")), 3) for m in epochs],
             "machine": f"{platform.processor() or platform.machine()}, {platform.system()}"}
@@ -134,7 +134,8 @@ def render(jsonl: Path) -> str:
         if "pair_top1" in r:
             score += f" (pair {r['pair_top1']:.3f}, direction {r['direction_given_pair']:.3f})"
         if "smooth" in r:
-            score += f" (edit {r['edit']:.3f}, frame accuracy {r['frame_accuracy']:.3f}, majority filter {r['smooth']})"
+            score += (f" (edit {r['edit']:.3f}, frame accuracy {r['frame_accuracy']:.3f}; majority filter {r['smooth']}"
+                      f"{', shortest run ' + str(r['min_segment']) if 'min_segment' in r else ''})")
         family = r["family"] + (f" (val.csv; {r['test_videos']} test)" if r.get("val_split") == "val.csv" else "")
         lines.append(f"| {family} | {r['tag']} | {r['settings']} | {score} | {r.get('best_epoch', '-')} | "
                      f"{r.get('train_s', '-')} |")
