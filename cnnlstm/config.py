@@ -97,9 +97,9 @@ class TrainConfig:
     max_caption_len: int = 20  # caption: generation stops after this many words
     beam_size: int = 3  # caption: beam width for evaluate/predict (1: greedy)
     length_penalty: float = 1.0  # caption: beam score = log-prob / length ** length_penalty
-    # segment: majority filter over this many sampled frames (odd; 1: off); none: picked on --val (1-15), else 5
+    # segment: majority filter over this many sampled frames (odd; 1: off); none: picked on --val (or train), 1-15
     smooth: int | None = None
-    # segment: shorter runs (in sampled frames) merge into a neighbour, after smooth; none: picked on --val, else 1
+    # segment: shorter runs (in sampled frames) merge into a neighbour, after smooth; none: picked with smooth
     min_segment: int | None = None
     # segment: weight of MS-TCN's smoothing loss (neighbouring frames' log-probabilities held close; 0: off)
     tmse: float = 0.15

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig, load_saved_config, read_recipe
+from .config import ARCHITECTURE_KEYS, TrainConfig, diff_configs, load_saved_config, read_recipe
 from .data.sampling import SamplerConfig
 from .data.transforms import DataConfig
-from .engine.checkpoint import load_weights, unwrap
+from .engine.checkpoint import Checkpoints, load_weights, unwrap
 from .engine.distributed import pick_device
 from .models import create_model, get_model_builder, model_recipe
 from .tasks import Task, get_task
@@ -110,6 +110,28 @@ def check_run_dir(run_dir: str | os.PathLike, weights: str = "model.safetensors"
     return run
 
 
+def check_resume(cfg: TrainConfig, is_main: bool, say) -> Path | None:
+    """Before training into ``cfg.out``: the checkpoint to resume from (None: start fresh); refuses to
+    resume a changed model or to write over another run (checked by the main process, ``is_main``)."""
+    run = Path(cfg.out)
+    resume_from = Checkpoints(run).latest() if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        say(f"--resume: no checkpoint in {run / 'checkpoints'}; starting from scratch")
+    if resume_from is not None and (run / "config.yaml").is_file():
+        changed = diff_configs(load_saved_config(run / "config.yaml"), cfg)
+        fatal = {k: v for k, v in changed.items() if k in ARCHITECTURE_KEYS}
+        if fatal:
+            raise ValueError(f"cannot resume {run}: these settings differ from the saved run (saved, now): {fatal}; "
+                             f"resume with the saved values, or train a new run with another --out")
+        for key, (old, new) in changed.items():
+            if key not in ("resume",):
+                say(f"warning: resuming with {key} changed from {old!r} to {new!r}")
+    elif is_main and (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()) and not cfg.resume:
+        raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another "
+                              "--out")
+    return resume_from
+
+
 def load_run(run_dir: str | os.PathLike, *, device: str = "auto", weights: str = "model.safetensors") -> LoadedRun:
     """Rebuild the trained model of a run directory, in eval mode."""
     run = check_run_dir(run_dir, weights)
@@ -128,4 +150,4 @@ def load_run(run_dir: str | os.PathLike, *, device: str = "auto", weights: str =
     return LoadedRun(run, cfg, classes, model.to(dev).eval(), data_config(cfg, model), dev, state)
 
 
-__all__ = ["LoadedRun", "load_run", "check_run_dir", "build_model", "data_config", "sampler_config"]
+__all__ = ["LoadedRun", "load_run", "check_run_dir", "check_resume", "build_model", "data_config", "sampler_config"]

@@ -21,14 +21,11 @@ from torch import nn
 
 from ._optional import available
 from .config import (
-    ARCHITECTURE_KEYS,
     RECIPE_KEYS,
     TrainConfig,
     add_config_options,
     config_overrides,
-    diff_configs,
     dump_yaml,
-    load_saved_config,
     resolve_config,
     resolve_defaults,
 )
@@ -36,7 +33,7 @@ from .data.datasets import EpochBatchSampler, SkipLog, VideoDataset, make_loader
 from .data.fingerprint import dataset_fingerprint, fingerprint_changes
 from .data.transforms import eval_transform, train_transform
 from .engine import distributed
-from .engine.checkpoint import Checkpoints, capture_rng, restore_rng, save_weights
+from .engine.checkpoint import Checkpoints, capture_rng, load_weights, restore_rng, save_weights
 from .engine.health import LearningHealth
 from .engine.io import atomic_write_json, atomic_write_text
 from .engine.loop import EpochStats, Optimization, StepCounter, StopFlag, train_one_epoch, validate
@@ -46,7 +43,7 @@ from .errors import EXIT_STOPPED
 from .models import model_recipe
 from .models.weights import OFFLINE_ENV
 from .preflight import check_config
-from .run import build_model, data_config, sampler_config
+from .run import build_model, check_resume, data_config, sampler_config
 from .tasks import get_task
 from .tasks.base import Task, TaskData
 
@@ -125,7 +122,7 @@ def _fit(cfg: TrainConfig, info: distributed.DistInfo, on_step, log) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    resume_from = _check_run_dir(cfg, info, say)
+    resume_from = check_resume(cfg, info.is_main, say)
     t = _set_up(cfg, info, say)
     phases = plan_phases(cfg)
     resume_from, state = (t.checkpoints.load_newest(t.model, say) if resume_from is not None else None) or (None, None)
@@ -174,28 +171,6 @@ def _train(t: Training, phases: list[Phase], state: dict | None, on_step) -> dic
                 if _end_epoch(t, p, epoch, stats):
                     return None
     return None
-
-
-def _check_run_dir(cfg: TrainConfig, info: distributed.DistInfo, say) -> Path | None:
-    """The checkpoint to resume from (None: start fresh); refuses to resume a changed model or to
-    write over another run."""
-    run = Path(cfg.out)
-    resume_from = Checkpoints(run).latest() if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        say(f"--resume: no checkpoint in {run / 'checkpoints'}; starting from scratch")
-    if resume_from is not None and (run / "config.yaml").is_file():
-        changed = diff_configs(load_saved_config(run / "config.yaml"), cfg)
-        fatal = {k: v for k, v in changed.items() if k in ARCHITECTURE_KEYS}
-        if fatal:
-            raise ValueError(f"cannot resume {run}: these settings differ from the saved run (saved, now): {fatal}; "
-                             f"resume with the saved values, or train a new run with another --out")
-        for key, (old, new) in changed.items():
-            if key not in ("resume",):
-                say(f"warning: resuming with {key} changed from {old!r} to {new!r}")
-    elif info.is_main and (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()) and not cfg.resume:
-        raise FileExistsError(f"{run} already holds a training run; pass --resume to continue it or choose another "
-                              "--out")
-    return resume_from
 
 
 def _set_up(cfg: TrainConfig, info: distributed.DistInfo, say) -> Training:
@@ -360,6 +335,14 @@ def _finish(t: Training) -> dict:
         t.runlog.finish()
         if t.last_val is not None and available("matplotlib"):
             t.task.final_plot(t.last_val, t.data.labels, t.run)
+    if t.val_ds is None and t.best["epoch"] > 0 and t.task.picks_on_training(cfg):  # what validation would pick
+        distributed.barrier(info)  # rank 0 wrote the kept weights: validated once on the training videos
+        load_weights(t.model, t.run / "model.safetensors")
+        source = t.train_ds.variant(transform=eval_transform(data_config(cfg, t.model)), train=False)
+        row = validate(t.model, source, t.task, t.data, cfg, info, t.autocast)[0]
+        t.say("picked on the training videos (no --val): " + ", ".join(f"{k} {v}" for k, v in row.items()))
+        if info.is_main:
+            atomic_write_json(t.run / "best.json", {"epoch": t.best["epoch"], "scored_on": "train", **row})
     distributed.barrier(info)
     summary = {"run": str(t.run), "task": cfg.task, "best_epoch": t.best["epoch"], "best_score_name": t.task.score_name,
                "best_val_score": t.best["score"] if cfg.val else None, "steps": t.counter.step,

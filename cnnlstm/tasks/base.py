@@ -85,6 +85,11 @@ class Task(Protocol):
     def validate(self, model, loader, device, autocast, data: TaskData, cfg, info) -> tuple[dict, float, Any]:
         """Validation metrics (keys ``val_*``), the selection score, and what :meth:`final_plot` needs."""
 
+    def picks_on_training(self, cfg) -> bool:
+        """True when validation picks something beside the epoch that ``cfg`` leaves open (segment: the
+        label cleaning): without a val split, training then validates the kept weights once on its own
+        videos and saves the row in best.json."""
+
     def final_plot(self, last: Any, labels: list[str], run: Path) -> None:
         """Plots of the last validation, under ``run/plots``."""
 

@@ -13,7 +13,7 @@ from cnnlstm.config import resolve_config
 from cnnlstm.data.synth import SynthConfig, synthesize
 from cnnlstm.engine.runlog import read_metrics
 from cnnlstm.tasks.base import teacher_forcing_ratio
-from cnnlstm.tasks.segment.task import DEFAULT_CLEANING, SMOOTH_WINDOWS
+from cnnlstm.tasks.segment.task import MIN_SEGMENTS, SMOOTH_WINDOWS
 from cnnlstm.train import fit
 
 TINY = dict(backbone="test_tiny", size=32, batch_size=6, hidden_size=16, workers=0, checkpoint_every=0, log_every=10**6,
@@ -76,15 +76,23 @@ def test_segment_run_trains_evaluates_and_predicts_segments(segment_data, tmp_pa
     assert "segment(s)" in capsys.readouterr().out
 
 
-def test_a_segment_run_without_val_cleans_labels_with_the_defaults_and_says_so(segment_data, tmp_path, capsys):
+def test_a_segment_run_without_val_picks_the_label_cleaning_on_its_training_videos(segment_data, tmp_path, capsys):
     run, lines = tmp_path / "noval", []
-    cfg = _config(segment_data, run, task="segment", model="seq2seq_cnn_lstm", frames=8, epochs=1, smooth=3, val=None)
-    fit(cfg, log=lines.append)
-    assert any("no --val" in line and "--min-segment 1" in line and "--smooth" not in line for line in lines), lines
-    assert "val_smooth" not in json.loads((run / "best.json").read_text())
+    cfg = _config(segment_data, run, task="segment", model="seq2seq_cnn_lstm", frames=8, epochs=2, smooth=3, val=None)
+    summary = fit(cfg, log=lines.append)
+    assert any(line.startswith("no --val: the label cleaning") for line in lines), lines
+    best = json.loads((run / "best.json").read_text())  # the kept weights, validated once on the training videos
+    assert (best["scored_on"], best["epoch"]) == ("train", summary["best_epoch"]) and best["val_smooth"] == 3
+    assert best["val_min_segment"] in MIN_SEGMENTS and 0 <= best["val_f1@50"] <= 1
     assert main(["evaluate", str(run), "--data", str(segment_data / "test.csv"), "--json", "--no-plot"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["smooth"], report["min_segment"]) == (3, DEFAULT_CLEANING["min_segment"]), "given, then default"
+    assert (report["smooth"], report["min_segment"]) == (3, best["val_min_segment"]), "given, then picked"
+
+    lines.clear()  # both given: nothing to pick, no pass over the training videos
+    fit(_config(segment_data, tmp_path / "given", task="segment", model="seq2seq_cnn_lstm", frames=8, epochs=1,
+                smooth=3, min_segment=2, val=None), log=lines.append)
+    assert not any("no --val" in line or "picked on the training" in line for line in lines), lines
+    assert "scored_on" not in json.loads((tmp_path / "given" / "best.json").read_text())
 
 
 def test_autoregressive_labeller_trains_with_scheduled_sampling(segment_data, tmp_path):

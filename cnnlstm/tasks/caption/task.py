@@ -126,6 +126,9 @@ class CaptionTask:
                     captions=tokens[:, :-1].clamp(min=0), teacher_forcing=teacher_forcing_ratio(cfg, progress))
         return caption_loss(out.logits, tokens[:, 1:])  # logits (B, L-1, V)
 
+    def picks_on_training(self, cfg) -> bool:
+        return False
+
     def validate(self, model, loader, device, autocast, data: TaskData, cfg, info):
         vocab, references = data.state.vocab, data.state.references
         rows, skipped = generate_captions(model, loader, device, vocab, beam_size=1, max_len=cfg.max_caption_len,

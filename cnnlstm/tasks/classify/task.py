@@ -132,6 +132,9 @@ class ClassifyTask:
         out = model(batch.clips.to(device, non_blocking=True), batch.lengths.to(device))
         return F.cross_entropy(out.logits.float(), batch.labels.to(device))
 
+    def picks_on_training(self, cfg) -> bool:
+        return False
+
     def validate(self, model, loader, device, autocast, data: TaskData, cfg, info):
         logits, targets, _, skipped = collect_logits(model, loader, device, autocast)
         parts = [p for p in distributed.gather_objects(info, (logits, targets)) if len(p[1])]

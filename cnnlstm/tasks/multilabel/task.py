@@ -139,6 +139,9 @@ class MultiLabelTask:
         out = model(batch.clips.to(device, non_blocking=True), batch.lengths.to(device))
         return bce_loss(out.logits, batch.labels.to(device), data.state.pos_weight if data is not None else None)
 
+    def picks_on_training(self, cfg) -> bool:
+        return False
+
     def validate(self, model, loader, device, autocast, data: TaskData, cfg, info):
         logits, targets, _, skipped = collect_multilabel(model, loader, device, autocast)
         parts = [p for p in distributed.gather_objects(info, (logits, targets)) if len(p[1])]

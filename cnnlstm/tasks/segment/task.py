@@ -4,7 +4,8 @@ Targets are class indices (B, T) padded with ``IGNORE_INDEX``, logits (B, T, K);
 background (frames in no segment). The best epoch is picked by the mean of frame accuracy, Edit
 and F1@{10,25,50}; predictions are cut into segments ``{label, start, end, score}`` in seconds,
 after a majority filter (``--smooth``) and the merging of short runs (``--min-segment``); where
-those are not given, validation picks them (saved with the best epoch's row in ``best.json``).
+those are not given, validation picks them (saved with the best epoch's row in ``best.json``; without
+a val split, the kept weights are validated once on the training videos to pick them).
 
 Letters: B batch, T frames, K classes.
 """
@@ -52,8 +53,8 @@ def segment_score(report: dict) -> float:
 
 
 # how predicted labels are cleaned before segments are cut (in sampled frames): the majority filter's windows
-# and the shortest runs validation tries when --smooth / --min-segment are not given, and what runs validated
-# without them use (no --val, or trained before the pick): docs/training.md, "The majority filter"
+# and the shortest runs validation tries when --smooth / --min-segment are not given, and what runs trained
+# before the pick use: docs/training.md, "The majority filter"
 SMOOTH_WINDOWS = (1, 3, 5, 7, 9, 11, 13, 15)
 MIN_SEGMENTS = (1, 2, 3, 4, 6)
 DEFAULT_CLEANING = {"smooth": 5, "min_segment": 1}
@@ -157,9 +158,9 @@ class SegmentTask:
         if val is not None:
             for message in check_group_leakage(train.videos, val.videos):
                 say(f"warning: {message}")
-        elif unset := [f"--{k.replace('_', '-')} {v}" for k, v in DEFAULT_CLEANING.items() if getattr(cfg, k) is None]:
-            say(f"no --val: predicted labels will be cleaned with {' '.join(unset)}; with a val split these are "
-                "picked on it")
+        elif self.picks_on_training(cfg):
+            say("no --val: the label cleaning (--smooth, --min-segment) will be picked on the training videos "
+                "after training; a val split picks it, and the epoch, on videos the model did not learn from")
         return TaskData(train.videos, val.videos if val else None, list(train.classes),
                         SegmentTargets(train.segments, train.classes),
                         SegmentTargets(val.segments, train.classes) if val else None)
@@ -169,7 +170,7 @@ class SegmentTask:
 
     def load_state(self, run: Path) -> dict:
         """How validation cleaned the kept weights' labels (best.json's ``val_smooth`` and
-        ``val_min_segment``; empty when it did not: trained without --val, or before the pick)."""
+        ``val_min_segment``; empty for runs trained before the pick)."""
         path = run / "best.json"
         if not path.is_file():
             return {}
@@ -194,6 +195,9 @@ class SegmentTask:
         labels = batch.labels.to(device)  # (B, T); padding is IGNORE_INDEX, the default ignore_index
         loss = F.cross_entropy(out.logits.float().flatten(0, 1), labels.flatten())
         return loss + cfg.tmse * smoothing_loss(out.logits, labels) if cfg.tmse else loss
+
+    def picks_on_training(self, cfg) -> bool:
+        return cfg.smooth is None or cfg.min_segment is None
 
     def validate(self, model, loader, device, autocast, data: TaskData, cfg, info):
         rows, skipped = collect_frames(model, loader, device, autocast)
