@@ -136,7 +136,8 @@ def render(jsonl: Path) -> str:
         if "smooth" in r:
             score += (f" (edit {r['edit']:.3f}, frame accuracy {r['frame_accuracy']:.3f}; majority filter {r['smooth']}"
                       f"{', shortest run ' + str(r['min_segment']) if 'min_segment' in r else ''})")
-        family = r["family"] + (f" (val.csv; {r['test_videos']} test)" if r.get("val_split") == "val.csv" else "")
+        family = r["family"] + {"val.csv": f" (val.csv; {r.get('test_videos')} test)", "none": " (no val)"}.get(
+            r.get("val_split"), "")
         lines.append(f"| {family} | {r['tag']} | {r['settings']} | {score} | {r.get('best_epoch', '-')} | "
                      f"{r.get('train_s', '-')} |")
     return "\n".join(lines) + "\n"
