@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ...data.collate import IGNORE_INDEX
 from ..metrics import as_labels, confusion_matrix, per_class_table, ratio
-from .segments import labels_to_segments
+from .segments import label_runs, labels_to_segments
 
 __all__ = [
     "frame_accuracy",
@@ -66,13 +66,7 @@ def _pair(pred, target, ignore_index: int = IGNORE_INDEX) -> tuple[Tensor, Tenso
 
 def _segments(labels: Tensor, background: int | None) -> list[tuple[int, int, int]]:
     """(label, start, end) runs of equal labels (end exclusive), leaving out ``background`` runs."""
-    values, runs, start = labels.tolist(), [], 0
-    for i in range(1, len(values) + 1):
-        if i == len(values) or values[i] != values[start]:
-            if values[start] != background:
-                runs.append((values[start], start, i))
-            start = i
-    return runs
+    return [(label, s, e) for label, s, e in label_runs(labels) if label != background]
 
 
 def frame_accuracy(pred, target, ignore_index: int = IGNORE_INDEX) -> float:
@@ -216,10 +210,8 @@ def segment_map(
 def _sequence_scores(pairs: list[tuple[Tensor, Tensor]], background: int | None) -> dict:
     """Frame accuracy, Edit and F1@{10,25,50} of (pred, target) label pairs whose unlabelled frames are
     gone; each sequence is cut into segments once."""
-    all_p = torch.cat([p for p, _ in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
-    all_t = torch.cat([t for _, t in pairs]) if pairs else torch.zeros(0, dtype=torch.long)
     segments = [(_segments(p, background), _segments(t, background)) for p, t in pairs]
-    scores = {"frame_accuracy": frame_accuracy(all_p, all_t),
+    scores = {"frame_accuracy": ratio(sum(int((p == t).sum()) for p, t in pairs), sum(t.numel() for _, t in pairs)),
               "edit": ratio(sum(_edit(a, b) for a, b in segments), len(pairs))}
     for overlap in F1_OVERLAPS:
         counts = [_counts(a, b, overlap) for a, b in segments]
@@ -230,11 +222,7 @@ def _sequence_scores(pairs: list[tuple[Tensor, Tensor]], background: int | None)
 def sequence_scores(preds: Sequence[Tensor], targets: Sequence[Tensor], *, background: int | None = 0) -> dict:
     """The label-sequence part of :func:`segmentation_report` (``frame_accuracy``, ``edit``, ``f1@10``,
     ``f1@25``, ``f1@50``; no mAP, no per-class table): cheap enough to score many post-processings."""
-    pairs = []
-    for pred, target in zip(preds, targets, strict=True):
-        p, t = _labels(pred, "pred"), _labels(target, "target")
-        pairs.append((p[t >= 0], t[t >= 0]))
-    return _sequence_scores(pairs, background)
+    return _sequence_scores([_pair(p, t) for p, t in zip(preds, targets, strict=True)], background)
 
 
 def segmentation_report(

@@ -80,14 +80,14 @@ def mode_filter(labels: Tensor, window: int) -> Tensor:
     return torch.where(own == best, labels, counts.argmax(1))
 
 
-def _runs(labels: Tensor) -> list[list[int]]:
+def label_runs(labels: Tensor) -> list[list[int]]:
     """[label, start, end) runs of equal labels."""
-    if labels.numel() == 0:
-        return []
-    change = torch.nonzero(labels[1:] != labels[:-1]).flatten() + 1
-    starts = [0, *change.tolist()]
-    ends = [*change.tolist(), labels.numel()]
-    return [[int(labels[s]), s, e] for s, e in zip(starts, ends, strict=True)]
+    values, runs, start = labels.tolist(), [], 0  # plain ints: validation scores many cleanings of every video
+    for i in range(1, len(values) + 1):
+        if i == len(values) or values[i] != values[start]:
+            runs.append([values[start], start, i])
+            start = i
+    return runs
 
 
 def _merge_short(runs: list[list[int]], min_length: int) -> list[list[int]]:
@@ -121,7 +121,7 @@ def clean_labels(labels: Tensor, *, smooth: int = 1, min_length: int = 1) -> Ten
     labels = torch.as_tensor(labels).detach().cpu().long().reshape(-1)  # (T,)
     out = mode_filter(labels, smooth)
     if min_length > 1:
-        for label, s, e in _merge_short(_runs(out), min_length):
+        for label, s, e in _merge_short(label_runs(out), min_length):
             out[s:e] = label
     return out
 
@@ -157,7 +157,7 @@ def labels_to_segments(
         times = torch.as_tensor(times).detach().cpu().double().reshape(-1)
         if times.numel() != T:
             raise ValueError(f"times must have one entry per frame (T={T}); got {times.numel()}")
-    runs = _runs(clean_labels(labels, smooth=smooth, min_length=min_length))
+    runs = label_runs(clean_labels(labels, smooth=smooth, min_length=min_length))
     step = float(times.diff().median()) if times is not None and T > 1 else 0.0
     out = []
     for label, s, e in runs:

@@ -178,9 +178,8 @@ class SegmentTask:
             best = json.loads(path.read_text(encoding="utf-8"))
             return {k: int(best[f"val_{k}"]) for k in DEFAULT_CLEANING if f"val_{k}" in best}
         except (ValueError, TypeError, UnicodeDecodeError, AttributeError) as exc:
-            raise ValueError(f"{path} is damaged ({exc}); delete it to clean labels as runs without a val split "
-                             f"do ({DEFAULT_CLEANING}), or set smooth and min_segment in {run / 'config.yaml'}") \
-                from None
+            raise ValueError(f"{path} is damaged ({exc}); delete it to clean labels with the defaults "
+                             f"{DEFAULT_CLEANING}, or set smooth and min_segment in {run / 'config.yaml'}") from None
 
     def label_counts(self, data: TaskData) -> LabelCounts:
         return LabelCounts()
