@@ -7,13 +7,14 @@ backgrounds, distractors, camera shake, classes that mix appearance and motion.
 
 - ``pairs8``: 8 classes = 4 paths (horizontal, vertical, diagonal, arc) x {forward, reversed}.
   A class and its reverse hold the same frames in the opposite order; a moving distractor and a
-  textured background. Order-blind models can tell the pairs apart (about 50%), not the direction.
+  textured background. Order-blind models could at best tell the pairs apart (50%), not the direction
+  (`mean_pool` from scratch: 25-28%, docs/training.md).
 - ``pairs8s``: pairs8 where each path has its own shape (horizontal circle, vertical square,
   diagonal triangle, arc ring): the pair is cued by appearance, so what is left is the direction.
   Its distractor can still look like a path's shape (circle, square, ring).
 - ``pairs8e``: pairs8s whose distractor is a diamond, like none of the paths' shapes: the pair is told by
-  appearance alone, as in the issue's held-out set (an order-blind model reaches about 50% there and
-  the seed's plain loop 94%); the other draws are pairs8s's.
+  appearance alone, as the issue describes its held-out set (where an order-blind model can tell the
+  pairs apart and the seed's plain loop reaches 94%); the other draws are pairs8s's.
 - ``pairs8i``: pairs8 whose videos are all drawn apart: a reversed class holds other videos reversed,
   not the reverse of its forward class's videos (pairs8 has 72 distinct renderings in 144 training
   videos, pairs8i 144).
